@@ -1,0 +1,25 @@
+"""Installs the `tfstyle` package (and nothing else) with its console script."""
+
+import setuptools
+
+setuptools.setup(
+    name="tfstyle",
+    version="0.1.0",
+    description="A TensorFlow/Keras model zoo for neural audio style transfer.",
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(include=["tfstyle", "tfstyle.*"]),
+    install_requires=[
+        # tensorflow-io 0.37's native audio ops are built against TF 2.17 and fail to load with newer TF.
+        "tensorflow==2.17.1",
+        "tensorflow-io==0.37.1",
+        "keras>=3.4,<3.7",
+        "numpy==1.26.4",  # TF 2.17 is built against NumPy 1.x
+        "librosa==0.10.2.post1",
+        "absl-py>=2.1,<3",
+        "matplotlib>=3.8,<4",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+    },
+    entry_points={"console_scripts": ["tfstyle=tfstyle.cli:main"]},
+)

@@ -1,0 +1,58 @@
+"""Command-line plumbing shared by the entry points, and the `tfstyle` console script.
+
+`tfstyle transfer ARGS` is the same as `python -m tfstyle.transfer ARGS`. Every entry point follows one contract:
+bad input (an InputError or a flag that does not parse) prints one line, `error: ...`, and exits with status 2.
+"""
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from absl import app, flags
+
+from tfstyle.errors import InputError
+
+USAGE_ERROR_STATUS = 2
+
+# Subcommand -> module with a `run(argv)` function.
+COMMANDS = {"transfer": "tfstyle.transfer"}
+
+
+def fail(message: str) -> None:
+    """Prints a one-line error and exits with the usage-error status."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(USAGE_ERROR_STATUS)
+
+
+def _parse_flags(argv: Sequence[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e))
+
+
+def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) -> None:
+    """absl's app.run with tfstyle's error contract around `main`."""
+
+    def guarded_main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
+        try:
+            main(argv)
+        except InputError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            print("interrupted; no output written", file=sys.stderr)
+            sys.exit(130)
+
+    app.run(guarded_main, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
+
+
+def main() -> None:
+    """The `tfstyle` console script: dispatches `tfstyle COMMAND ...` to the command's module."""
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        given = f"unknown command {sys.argv[1]!r}; " if len(sys.argv) > 1 and sys.argv[1] not in ("-h", "--help") else ""
+        fail(f"{given}usage: tfstyle {{{','.join(COMMANDS)}}} [--flags]; see tfstyle COMMAND --help")
+    command = sys.argv[1]
+    module = importlib.import_module(COMMANDS[command])
+    module.run([f"tfstyle {command}", *sys.argv[2:]])

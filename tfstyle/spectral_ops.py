@@ -1,0 +1,230 @@
+"""Spectral operations in tf.signal and tf.math only, so that they run inside SavedModels served by TF Serving.
+
+Shapes follow tf.signal: waveforms are [..., samples]; spectrograms are [..., frames, bins] with
+bins = fft_length // 2 + 1. STFTs are centred as librosa's are (the waveform is padded by frame_length // 2 on each
+side), so frame t is centred on sample t * frame_step and a spectrogram has 1 + samples // frame_step frames.
+"""
+
+import tensorflow as tf
+
+# Defaults of the signal chain (DESIGN.md): 2048-point Hann STFT with hop 512.
+FRAME_LENGTH = 2048
+FRAME_STEP = 512
+
+
+def num_frames(n_samples: int, *, frame_step: int = FRAME_STEP) -> int:
+    """Frames in the centred STFT of `n_samples` samples."""
+    return 1 + n_samples // frame_step
+
+
+def _window(frame_length: int) -> tf.Tensor:
+    return tf.signal.hann_window(frame_length, periodic=True)
+
+
+def _frame_and_transform(padded: tf.Tensor, frame_length: int, frame_step: int, fft_length: int) -> tf.Tensor:
+    frames = tf.signal.frame(padded, frame_length, frame_step)
+    return tf.signal.rfft(frames * _window(frame_length), [fft_length])
+
+
+def stft(
+    waveform: tf.Tensor,
+    *,
+    frame_length: int = FRAME_LENGTH,
+    frame_step: int = FRAME_STEP,
+    fft_length: int | None = None,
+) -> tf.Tensor:
+    """Centred short-time Fourier transform with a periodic Hann window.
+
+    Args:
+        waveform: float32 audio, shape [..., samples]; at least frame_length // 2 + 1 samples (reflect padding).
+        frame_length: window length in samples.
+        frame_step: hop in samples.
+        fft_length: FFT size, at least frame_length; defaults to frame_length.
+
+    Returns:
+        complex64 STFT, shape [..., 1 + samples // frame_step, fft_length // 2 + 1].
+    """
+    fft_length = fft_length or frame_length
+    waveform = tf.convert_to_tensor(waveform, tf.float32)
+    return _frame_and_transform(_reflect_pad(waveform, frame_length), frame_length, frame_step, fft_length)
+
+
+def _reflect_pad(waveform: tf.Tensor, frame_length: int) -> tf.Tensor:
+    pad = frame_length // 2
+    return tf.pad(waveform, [[0, 0]] * (waveform.shape.rank - 1) + [[pad, pad]], mode="REFLECT")
+
+
+def stft_magnitude(waveform: tf.Tensor, **stft_kwargs) -> tf.Tensor:
+    """|STFT|, shape [..., frames, bins]; keyword arguments as for `stft`."""
+    return tf.abs(stft(waveform, **stft_kwargs))
+
+
+def _window_envelope(n_frames: tf.Tensor, frame_length: int, frame_step: int) -> tf.Tensor:
+    # Sum of squared windows under each output sample: dividing by it makes inverse(forward(x)) == x exactly,
+    # also at the edges where tf.signal.inverse_stft_window_fn assumes full overlap.
+    squared = tf.tile(_window(frame_length)[tf.newaxis, :] ** 2, [n_frames, 1])
+    return tf.signal.overlap_and_add(squared, frame_step)
+
+
+def _overlap_add_inverse(
+    spectrum: tf.Tensor, envelope: tf.Tensor, frame_length: int, frame_step: int, fft_length: int
+) -> tf.Tensor:
+    # Inverse of _frame_and_transform over the padded signal: least-squares overlap-add of windowed frames.
+    frames = tf.signal.irfft(spectrum, [fft_length])[..., :frame_length] * _window(frame_length)
+    summed = tf.signal.overlap_and_add(frames, frame_step)
+    return summed / tf.maximum(envelope, 1e-8)
+
+
+def inverse_stft(
+    spectrum: tf.Tensor,
+    *,
+    length: int,
+    frame_length: int = FRAME_LENGTH,
+    frame_step: int = FRAME_STEP,
+    fft_length: int | None = None,
+) -> tf.Tensor:
+    """Inverse of `stft`: inverse_stft(stft(x), length=len(x)) == x up to float error.
+
+    Args:
+        spectrum: complex64, shape [..., frames, bins].
+        length: samples of the output (the length of the waveform the STFT came from).
+        frame_length, frame_step, fft_length: as given to `stft`.
+
+    Returns:
+        float32 waveform, shape [..., length].
+    """
+    fft_length = fft_length or frame_length
+    spectrum = tf.convert_to_tensor(spectrum, tf.complex64)
+    envelope = _window_envelope(tf.shape(spectrum)[-2], frame_length, frame_step)
+    padded = _overlap_add_inverse(spectrum, envelope, frame_length, frame_step, fft_length)
+    return _trim_centre_padding(padded, length, frame_length)
+
+
+def _trim_centre_padding(padded: tf.Tensor, length: int, frame_length: int) -> tf.Tensor:
+    waveform = padded[..., frame_length // 2 :]
+    missing = tf.maximum(length - tf.shape(waveform)[-1], 0)
+    rank = waveform.shape.rank
+    waveform = tf.pad(waveform, [[0, 0]] * (rank - 1) + [[0, missing]])
+    return waveform[..., :length]
+
+
+def log_magnitude(magnitude: tf.Tensor) -> tf.Tensor:
+    """log(1 + |S|): the feature every zoo model takes; 0 for silence, never -inf."""
+    return tf.math.log1p(magnitude)
+
+
+def magnitude_from_log(log_mag: tf.Tensor) -> tf.Tensor:
+    """Inverse of `log_magnitude`, clamped at 0 so that an optimised spectrogram is a valid magnitude."""
+    return tf.math.expm1(tf.maximum(log_mag, 0.0))
+
+
+def mel_spectrogram(
+    magnitude: tf.Tensor,
+    *,
+    sample_rate: int,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+) -> tf.Tensor:
+    """Mel-scaled power spectrogram, shape [..., frames, n_mels], from |STFT| of shape [..., frames, bins]."""
+    weights = tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins=n_mels,
+        num_spectrogram_bins=magnitude.shape[-1],
+        sample_rate=sample_rate,
+        lower_edge_hertz=fmin,
+        upper_edge_hertz=fmax or sample_rate / 2,
+    )
+    return tf.tensordot(tf.square(magnitude), weights, 1)
+
+
+def mfcc(magnitude: tf.Tensor, *, sample_rate: int, n_mfcc: int = 20, n_mels: int = 128) -> tf.Tensor:
+    """Mel-frequency cepstral coefficients, shape [..., frames, n_mfcc], from |STFT|."""
+    log_mel = tf.math.log(mel_spectrogram(magnitude, sample_rate=sample_rate, n_mels=n_mels) + 1e-6)
+    return tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :n_mfcc]
+
+
+@tf.function(reduce_retracing=True)
+def _griffin_lim_loop(magnitude, angles, n_iter, momentum, length, frame_length, frame_step, fft_length):
+    envelope = _window_envelope(tf.shape(magnitude)[-2], frame_length, frame_step)
+    magnitude = tf.cast(magnitude, tf.complex64)
+    rebuilt = tf.zeros_like(angles)
+    # Fast Griffin-Lim (Perraudin, Balazs & Sondergaard 2013): extrapolate the phase estimate with momentum.
+    step = tf.cast(momentum / (1.0 + momentum), tf.complex64)
+    for _ in tf.range(n_iter):
+        previous = rebuilt
+        inverse = _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
+        inverse = _reflect_pad(_trim_centre_padding(inverse, length, frame_length), frame_length)
+        rebuilt = _frame_and_transform(inverse, frame_length, frame_step, fft_length)
+        angles = rebuilt - step * previous
+        angles = angles / tf.cast(tf.maximum(tf.abs(angles), 1e-30), tf.complex64)
+    return _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
+
+
+def griffin_lim(
+    magnitude: tf.Tensor,
+    *,
+    n_iter: int = 32,
+    length: int | None = None,
+    frame_length: int = FRAME_LENGTH,
+    frame_step: int = FRAME_STEP,
+    fft_length: int | None = None,
+    momentum: float = 0.99,
+    init: str = "random",
+    seed: int = 0,
+) -> tf.Tensor:
+    """Recovers a waveform whose centred STFT magnitude approximates `magnitude`.
+
+    Fast Griffin-Lim: momentum 0 is the classic algorithm; 0.99 (the default, as librosa's) converges in far fewer
+    iterations. The loop is one compiled tf.function whatever n_iter is, and works on any batch shape.
+
+    Args:
+        magnitude: |STFT| as `stft_magnitude` returns it, shape [..., frames, bins].
+        n_iter: phase-update iterations.
+        length: samples of the output; defaults to (frames - 1) * frame_step.
+        frame_length, frame_step, fft_length: the STFT settings the magnitude was computed with.
+        momentum: in [0, 1); larger is faster but can overshoot.
+        init: "random" (uniform phase from `seed`) or "zeros" (all phases 0).
+        seed: seed of the random initial phase.
+
+    Returns:
+        float32 waveform, shape [..., length].
+    """
+    if n_iter < 0:
+        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    fft_length = fft_length or frame_length
+    magnitude = tf.convert_to_tensor(magnitude, tf.float32)
+    if length is None:
+        length = (magnitude.shape[-2] - 1) * frame_step
+    if init == "random":
+        phase = tf.random.stateless_uniform(tf.shape(magnitude), seed=[seed, 0], maxval=2.0 * 3.141592653589793)
+        angles = tf.complex(tf.cos(phase), tf.sin(phase))
+    elif init == "zeros":
+        angles = tf.ones_like(magnitude, tf.complex64)
+    else:
+        raise ValueError(f"init must be 'random' or 'zeros', got {init!r}")
+    padded = _griffin_lim_loop(
+        magnitude, angles, tf.constant(n_iter), tf.constant(momentum, tf.float32), length, frame_length, frame_step,
+        fft_length,
+    )
+    return _trim_centre_padding(padded, length, frame_length)
+
+
+def spectral_convergence(
+    magnitude: tf.Tensor,
+    waveform: tf.Tensor,
+    *,
+    frame_length: int = FRAME_LENGTH,
+    frame_step: int = FRAME_STEP,
+    fft_length: int | None = None,
+) -> tf.Tensor:
+    """||S - |STFT(x)|||_F / ||S||_F: 0 when `waveform` has exactly the target magnitude; shape [...].
+
+    Args:
+        magnitude: target |STFT| S, shape [..., frames, bins].
+        waveform: x, shape [..., samples], with 1 + samples // frame_step == frames.
+    """
+    rebuilt = stft_magnitude(waveform, frame_length=frame_length, frame_step=frame_step, fft_length=fft_length)
+    error = tf.norm(magnitude - rebuilt, axis=[-2, -1])
+    return error / tf.maximum(tf.norm(magnitude, axis=[-2, -1]), 1e-12)

@@ -1,0 +1,360 @@
+"""Audio style transfer: optimise a log-magnitude spectrogram, then recover a waveform with Griffin-Lim.
+
+The optimised variable is the log1p-magnitude spectrogram itself (initialised from the content clip or from noise).
+Each step matches the content clip's feature maps and the style clip's Gram matrices through any zoo model's
+`features()`, with Adam and a decaying learning rate, and clips the spectrogram to a valid range between steps.
+
+    python -m tfstyle.transfer --content=examples/music/content_violin_m06.wav \\
+        --style=examples/music/style_piano_m02.wav --output=out/violin_as_piano.wav
+
+writes out/violin_as_piano.wav (as long as the content clip), .png (content, style and result spectrograms) and
+.json (settings, losses at start and end, timings).
+"""
+
+import dataclasses
+import io
+import json
+import os
+import sys
+import time
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from tfstyle import audio_io, cli, configs, fileutil, losses, registry, spectral_ops
+from tfstyle.errors import InputError
+
+LOSS_NAMES = ("total_loss", "style_loss", "content_loss", "tv_loss", "l2_loss")
+
+
+@dataclasses.dataclass
+class TransferResult:
+    """What `transfer_spectrogram` returns.
+
+    Attributes:
+        log_magnitude: the optimised log1p-magnitude spectrogram, [frames, bins].
+        history: the losses before each step and after the last one, steps + 1 dicts of LOSS_NAMES -> float.
+    """
+
+    log_magnitude: np.ndarray
+    history: list[dict[str, float]]
+
+
+def _layer_weights(
+    requested: tuple[tuple[str, float], ...], available: tuple[str, ...], kind: str
+) -> dict[str, float]:
+    if not requested:
+        return {name: 1.0 for name in available}
+    weights = dict(requested)
+    unknown = sorted(set(weights) - set(available))
+    if unknown:
+        raise InputError(f"unknown {kind} layer(s) {', '.join(unknown)}; the model has: {', '.join(available)}")
+    if any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
+        raise InputError(f"{kind} layer weights must be >= 0 and not all 0, got {weights}")
+    return weights
+
+
+def transfer_spectrogram(
+    model,
+    content_log_magnitude: tf.Tensor,
+    style_log_magnitude: tf.Tensor,
+    config: configs.TransferConfig,
+    *,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TransferResult:
+    """Optimises a log-magnitude spectrogram towards the content of one clip and the style of another.
+
+    Args:
+        model: any object with `features(log_magnitude) -> {layer: tensor}` and `feature_layer_names`.
+        content_log_magnitude: log1p |STFT| of the content clip, [frames, bins]; the result has this shape.
+        style_log_magnitude: log1p |STFT| of the style clip, [style_frames, bins] (any length).
+        config: optimisation settings.
+        on_step: called after every step with (steps done, losses before that step).
+
+    Returns:
+        The optimised spectrogram and the loss history.
+    """
+    content = tf.convert_to_tensor(content_log_magnitude, tf.float32)[tf.newaxis]
+    style = tf.convert_to_tensor(style_log_magnitude, tf.float32)[tf.newaxis]
+    layer_names = tuple(model.feature_layer_names)
+    style_weights = _layer_weights(config.style_layers, layer_names, "style")
+    content_weights = _layer_weights(config.content_layers, layer_names, "content")
+
+    # Targets are constant across steps: computed once here, never inside the step.
+    style_features = model.features(style)
+    style_targets = {
+        name: losses.StyleTarget(style_features[name], over=config.gram_over, positions=content.shape[1])
+        for name in style_weights
+    }
+    content_features = model.features(content)
+    content_targets = {name: content_features[name] for name in content_weights}
+    del style_features, content_features
+
+    # log1p magnitudes are >= 0; the ceiling stops a runaway step from producing absurd levels.
+    ceiling = float(max(tf.reduce_max(content), tf.reduce_max(style)))
+    if config.init == "content":
+        initial = content
+    else:
+        noise = tf.abs(tf.random.stateless_normal(tf.shape(content), seed=[config.seed, 1]))
+        initial = noise * tf.math.reduce_std(content)
+    spectrogram = tf.Variable(tf.clip_by_value(initial, 0.0, ceiling), name="log_magnitude")
+
+    def weighted_mean(values: Mapping[str, tf.Tensor], weights: Mapping[str, float]) -> tf.Tensor:
+        return tf.add_n([weights[name] * values[name] for name in weights]) / sum(weights.values())
+
+    def compute_losses(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        features = model.features(x)
+        style_loss = weighted_mean(
+            {n: losses.style_loss(features[n], style_targets[n]) for n in style_weights},
+            style_weights,
+        )
+        content_loss = weighted_mean(
+            {n: losses.content_loss(features[n], content_targets[n]) for n in content_weights}, content_weights
+        )
+        tv_loss = losses.total_variation(x)
+        l2_loss = losses.l2_magnitude(x)
+        total = (
+            config.style_weight * style_loss
+            + config.content_weight * content_loss
+            + config.tv_weight * tv_loss
+            + config.l2_weight * l2_loss
+        )
+        return dict(zip(LOSS_NAMES, (total, style_loss, content_loss, tv_loss, l2_loss)))
+
+    import keras  # Deferred: only the optimiser needs it here.
+
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate, decay_steps=config.steps, decay_rate=config.learning_rate_decay
+    )
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+
+    @tf.function
+    def step() -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            step_losses = compute_losses(spectrogram)
+        gradient = tape.gradient(step_losses["total_loss"], spectrogram)
+        optimizer.apply_gradients([(gradient, spectrogram)])
+        spectrogram.assign(tf.clip_by_value(spectrogram, 0.0, ceiling))
+        return step_losses
+
+    history = []
+    for index in range(config.steps):
+        step_losses = {name: float(value) for name, value in step().items()}
+        if not np.isfinite(step_losses["total_loss"]):
+            raise InputError(f"optimisation diverged at step {index + 1} (loss is {step_losses['total_loss']}); "
+                             "lower --learning_rate")
+        history.append(step_losses)
+        if on_step is not None:
+            on_step(index + 1, step_losses)
+    history.append({name: float(value) for name, value in compute_losses(spectrogram).items()})
+    return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history)
+
+
+class _Progress:
+    """One status line on a terminal (rewritten in place), or about 20 plain lines in a log."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total = total
+        self.stream = stream
+        self.interactive = stream.isatty()
+        self.every = 1 if self.interactive else max(1, total // 20)
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, step_losses: dict[str, float]) -> None:
+        if done % self.every and done != self.total:
+            return
+        elapsed = time.perf_counter() - self.start
+        remaining = elapsed / done * (self.total - done)
+        line = (f"step {done}/{self.total}  loss {step_losses['total_loss']:.4g} "
+                f"(style {step_losses['style_loss']:.4g}, content {step_losses['content_loss']:.4g})  "
+                f"{elapsed:.1f} s, ~{remaining:.0f} s left")
+        if self.interactive:
+            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _spectrogram_figure(panels: list[tuple[str, np.ndarray]], *, sample_rate: int, frame_step: int) -> bytes:
+    """PNG bytes of log-magnitude spectrograms side by side on one colour scale, time in s and frequency in kHz."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    top = max(float(p.max()) for _, p in panels)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True)
+    for axis, (title, log_mag) in zip(axes, panels):
+        seconds = log_mag.shape[0] * frame_step / sample_rate
+        image = axis.imshow(log_mag.T, origin="lower", aspect="auto", cmap="magma", vmin=0.0, vmax=top,
+                            extent=(0.0, seconds, 0.0, sample_rate / 2000))
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("time (s)")
+        axis.set_ylabel("frequency (kHz)")
+    figure.colorbar(image, ax=list(axes), label="log(1 + |STFT|)")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _parse_layer_weights(text: str, flag_name: str) -> tuple[tuple[str, float], ...]:
+    """'conv1:1,conv2:0.5' -> (('conv1', 1.0), ('conv2', 0.5)); a bare name has weight 1."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            pairs.append((name, float(weight) if weight else 1.0))
+        except ValueError:
+            raise InputError(f"--{flag_name}: {item!r} is not name:weight") from None
+    return tuple(pairs)
+
+
+_DEFAULTS = configs.TransferConfig()
+
+flags.DEFINE_string("content", None, "Audio file whose content (what is said or played) to keep.")
+flags.DEFINE_string("style", None, "Audio file whose style (voice, timbre, texture) to impose.")
+flags.DEFINE_string("output", None, "Output .wav path; a .png and a .json are written beside it.")
+flags.DEFINE_string("model", "random_cnn", "Zoo model giving the features (see tfstyle.list_models()).")
+flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
+flags.DEFINE_integer("sample_rate", None, "Work at this rate (Hz); default: the content file's own rate.")
+flags.DEFINE_integer("frame_length", spectral_ops.FRAME_LENGTH, "STFT window (and FFT) length in samples.")
+flags.DEFINE_integer("frame_step", spectral_ops.FRAME_STEP, "STFT hop in samples.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's initial learning rate.")
+flags.DEFINE_float("learning_rate_decay", _DEFAULTS.learning_rate_decay,
+                   "Factor the learning rate decays by over the whole run.")
+flags.DEFINE_enum("init", _DEFAULTS.init, ["content", "noise"], "Start from the content spectrogram or from noise.")
+flags.DEFINE_float("content_weight", _DEFAULTS.content_weight, "Content loss weight; 0 = style only.")
+flags.DEFINE_float("style_weight", _DEFAULTS.style_weight, "Style loss weight.")
+flags.DEFINE_string("content_layers", "", "Content layers as name:weight,...; default: every feature layer.")
+flags.DEFINE_string("style_layers", "", "Style layers as name:weight,...; default: every feature layer.")
+flags.DEFINE_enum("gram_over", _DEFAULTS.gram_over, ["time", "time_frequency"], "Axes the Gram matrix sums over.")
+flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight, "Total-variation penalty weight.")
+flags.DEFINE_float("l2_weight", _DEFAULTS.l2_weight, "L2 magnitude penalty weight.")
+flags.DEFINE_integer("griffin_lim_iters", _DEFAULTS.griffin_lim_iters, "Griffin-Lim iterations.")
+flags.DEFINE_float("griffin_lim_momentum", _DEFAULTS.griffin_lim_momentum, "Griffin-Lim momentum (0 = classic).")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the noise init and of Griffin-Lim's initial phase.")
+FLAGS = flags.FLAGS
+
+
+def _config_from_flags() -> configs.TransferConfig:
+    return configs.TransferConfig(
+        steps=FLAGS.steps,
+        learning_rate=FLAGS.learning_rate,
+        learning_rate_decay=FLAGS.learning_rate_decay,
+        init=FLAGS.init,
+        content_weight=FLAGS.content_weight,
+        style_weight=FLAGS.style_weight,
+        content_layers=_parse_layer_weights(FLAGS.content_layers, "content_layers"),
+        style_layers=_parse_layer_weights(FLAGS.style_layers, "style_layers"),
+        gram_over=FLAGS.gram_over,
+        tv_weight=FLAGS.tv_weight,
+        l2_weight=FLAGS.l2_weight,
+        griffin_lim_iters=FLAGS.griffin_lim_iters,
+        griffin_lim_momentum=FLAGS.griffin_lim_momentum,
+        seed=FLAGS.seed,
+    )
+
+
+def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: int) -> tuple[tf.Tensor, int]:
+    waveform, rate = audio_io.load_audio(path, sample_rate=sample_rate, min_samples=frame_length)
+    if not bool(tf.reduce_any(waveform != 0.0)):
+        raise InputError(f"{path}: the {role} clip is silent (all samples are zero)")
+    return waveform, rate
+
+
+def main(argv: list[str]) -> None:
+    del argv  # cli.run has rejected positional arguments
+    for name in ("content", "style", "output"):
+        if not FLAGS[name].value:
+            raise InputError(f"--{name} is required")
+    if not FLAGS.output.lower().endswith(".wav"):
+        raise InputError(f"--output must be a .wav path, got {FLAGS.output}")
+    if FLAGS.frame_step < 1 or FLAGS.frame_length < FLAGS.frame_step:
+        raise InputError("need 1 <= --frame_step <= --frame_length")
+    if FLAGS.sample_rate is not None and FLAGS.sample_rate < 1000:
+        raise InputError(f"--sample_rate must be at least 1000 Hz, got {FLAGS.sample_rate}")
+    config = _config_from_flags()
+    fileutil.check_writable_output(FLAGS.output)
+    registry.lookup(FLAGS.model)
+    stem = os.path.splitext(FLAGS.output)[0]
+    stft_settings = {"frame_length": FLAGS.frame_length, "frame_step": FLAGS.frame_step}
+    timings = {}
+    started = clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = round(now - clock, 3)
+        clock = now
+
+    content_wave, sample_rate = _load_clip(FLAGS.content, "content", sample_rate=FLAGS.sample_rate,
+                                           frame_length=FLAGS.frame_length)
+    style_wave, _ = _load_clip(FLAGS.style, "style", sample_rate=sample_rate, frame_length=FLAGS.frame_length)
+    content = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(content_wave, **stft_settings))
+    style = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(style_wave, **stft_settings))
+    lap("load_s")
+
+    model = registry.build_model(FLAGS.model)
+    print(f"tfstyle: {FLAGS.model}, {config.steps} steps on {content.shape[0]} frames x {content.shape[1]} bins "
+          f"at {sample_rate} Hz", file=sys.stderr)
+    result = transfer_spectrogram(model, content, style, config, on_step=_Progress(config.steps))
+    lap("optimise_s")
+
+    magnitude = spectral_ops.magnitude_from_log(result.log_magnitude)
+    waveform = spectral_ops.griffin_lim(
+        magnitude,
+        n_iter=config.griffin_lim_iters,
+        length=int(content_wave.shape[0]),
+        momentum=config.griffin_lim_momentum,
+        seed=config.seed,
+        **stft_settings,
+    )
+    convergence = float(spectral_ops.spectral_convergence(magnitude, waveform, **stft_settings))
+    peak = float(tf.reduce_max(tf.abs(waveform)))
+    if peak > 0.99:  # keep the loudest sample inside 16-bit range rather than clipping it
+        waveform = waveform * (0.99 / peak)
+    lap("griffin_lim_s")
+
+    report = {
+        "content": FLAGS.content,
+        "style": FLAGS.style,
+        "output": FLAGS.output,
+        "model": FLAGS.model,
+        "sample_rate": sample_rate,
+        "stft": stft_settings,
+        "duration_s": round(int(content_wave.shape[0]) / sample_rate, 3),
+        "settings": dataclasses.asdict(config),
+        "loss_start": result.history[0],
+        "loss_end": result.history[-1],
+        "griffin_lim_spectral_convergence": convergence,
+        "timings": timings,
+    }
+    figure = _spectrogram_figure(
+        [(f"content: {os.path.basename(FLAGS.content)}", content.numpy()),
+         (f"style: {os.path.basename(FLAGS.style)}", style.numpy()),
+         (f"result: {os.path.basename(FLAGS.output)}", result.log_magnitude)],
+        sample_rate=sample_rate,
+        frame_step=FLAGS.frame_step,
+    )
+    lap("figure_s")
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    fileutil.write_files_atomically({
+        FLAGS.output: audio_io.encode_wav(waveform, sample_rate),
+        stem + ".png": figure,
+        stem + ".json": json.dumps(report, indent=2).encode(),
+    })
+    style_drop = result.history[0]["style_loss"] / max(result.history[-1]["style_loss"], 1e-12)
+    print(f"tfstyle: wrote {FLAGS.output} (+ .png, .json) in {timings['total_s']:.1f} s; style loss "
+          f"{result.history[0]['style_loss']:.4g} -> {result.history[-1]['style_loss']:.4g} ({style_drop:.1f}x lower)",
+          file=sys.stderr)
+
+
+def run(argv: list[str] | None = None) -> None:
+    cli.run(main, argv)
+
+
+if __name__ == "__main__":
+    run()
