@@ -55,4 +55,6 @@ def main() -> None:
         fail(f"{given}usage: tfstyle {{{','.join(COMMANDS)}}} [--flags]; see tfstyle COMMAND --help")
     command = sys.argv[1]
     module = importlib.import_module(COMMANDS[command])
+    for flag in flags.FLAGS.get_flags_for_module(module.__name__):  # absl's --help lists the script's key flags
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     module.run([f"tfstyle {command}", *sys.argv[2:]])

@@ -86,7 +86,7 @@ def _require_positive(config: Any, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
-            raise InputError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def to_json(config: Any) -> str:
@@ -101,4 +101,9 @@ def from_json(config_class: type[_Config], text: str) -> _Config:
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"{config_class.__name__} has no field(s) {', '.join(unknown)}")
-    return config_class(**values)
+    return config_class(**{name: _as_tuples(value) for name, value in values.items()})
+
+
+def _as_tuples(value: Any) -> Any:
+    # JSON has only lists; the frozen configs hold tuples (e.g. layer weights as ((name, weight), ...)).
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, list) else value

@@ -49,9 +49,14 @@ def stft(
     return _frame_and_transform(_reflect_pad(waveform, frame_length), frame_length, frame_step, fft_length)
 
 
+def _pad_last_axis(x: tf.Tensor, before, after, mode: str = "CONSTANT") -> tf.Tensor:
+    # Built from the dynamic rank, so that it also traces when a tf.function has relaxed the rank away.
+    paddings = tf.concat([tf.zeros([tf.rank(x) - 1, 2], tf.int32), [[before, after]]], axis=0)
+    return tf.pad(x, paddings, mode=mode)
+
+
 def _reflect_pad(waveform: tf.Tensor, frame_length: int) -> tf.Tensor:
-    pad = frame_length // 2
-    return tf.pad(waveform, [[0, 0]] * (waveform.shape.rank - 1) + [[pad, pad]], mode="REFLECT")
+    return _pad_last_axis(waveform, frame_length // 2, frame_length // 2, mode="REFLECT")
 
 
 def stft_magnitude(waveform: tf.Tensor, **stft_kwargs) -> tf.Tensor:
@@ -103,9 +108,7 @@ def inverse_stft(
 def _trim_centre_padding(padded: tf.Tensor, length: int, frame_length: int) -> tf.Tensor:
     waveform = padded[..., frame_length // 2 :]
     missing = tf.maximum(length - tf.shape(waveform)[-1], 0)
-    rank = waveform.shape.rank
-    waveform = tf.pad(waveform, [[0, 0]] * (rank - 1) + [[0, missing]])
-    return waveform[..., :length]
+    return _pad_last_axis(waveform, 0, missing)[..., :length]
 
 
 def log_magnitude(magnitude: tf.Tensor) -> tf.Tensor:

@@ -1,0 +1,186 @@
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import tensorflow as tf
+
+from tfstyle import configs, registry, spectral_ops, transfer
+from tfstyle.errors import InputError
+from conftest import chirp, harmonic_tone, run_command, run_transfer, SAMPLE_RATE
+
+SMALL = dict(frame_length=512, frame_step=128)
+
+
+def log_magnitude(x):
+    return spectral_ops.log_magnitude(spectral_ops.stft_magnitude(x, **SMALL))
+
+
+@pytest.fixture(scope="module")
+def problem():
+    model = registry.build_model("random_cnn", n_filters=64, kernel_width=5)
+    return model, log_magnitude(chirp(0.5)), log_magnitude(harmonic_tone(0.4))
+
+
+def test_transfer_moves_the_style_loss_down(problem):
+    model, content, style = problem
+    result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=30))
+    assert result.log_magnitude.shape == content.shape
+    assert len(result.history) == 31
+    assert result.history[0]["content_loss"] == 0.0  # starts from the content
+    assert result.history[-1]["style_loss"] < result.history[0]["style_loss"] / 3
+    ceiling = max(float(tf.reduce_max(content)), float(tf.reduce_max(style)))
+    assert result.log_magnitude.min() >= 0.0 and result.log_magnitude.max() <= ceiling + 1e-6
+
+
+def test_content_weight_keeps_the_result_nearer_the_content(problem):
+    model, content, style = problem
+    style_only = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=30))
+    with_content = transfer.transfer_spectrogram(
+        model, content, style, configs.TransferConfig(steps=30, content_weight=5.0)
+    )
+    assert with_content.history[-1]["content_loss"] < style_only.history[-1]["content_loss"]
+
+
+def test_noise_init_time_frequency_gram_and_penalties_run(problem):
+    model, content, style = problem
+    config = configs.TransferConfig(steps=20, init="noise", content_weight=1.0, gram_over="time_frequency",
+                                    tv_weight=0.1, l2_weight=0.1)
+    result = transfer.transfer_spectrogram(model, content, style, config)
+    assert result.history[0]["content_loss"] > 0.1
+    assert result.history[-1]["total_loss"] < result.history[0]["total_loss"]
+
+
+def test_step_callback_and_unknown_layers(problem):
+    model, content, style = problem
+    seen = []
+    transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=3),
+                                  on_step=lambda done, losses: seen.append(done))
+    assert seen == [1, 2, 3]
+    with pytest.raises(InputError, match="unknown style layer.*the model has: conv"):
+        transfer.transfer_spectrogram(model, content, style,
+                                      configs.TransferConfig(steps=1, style_layers=(("conv9", 1.0),)))
+
+
+def test_cli_writes_wav_png_and_json(content_wav, style_wav, tmp_path):
+    output = tmp_path / "result.wav"
+    completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={output}",
+                             "--steps=4", "--griffin_lim_iters=8")
+    assert completed.returncode == 0, completed.stderr
+    assert "step 4/4" in completed.stderr  # progress
+    audio, rate = soundfile.read(output)
+    assert rate == SAMPLE_RATE and len(audio) == SAMPLE_RATE  # as long as the content
+    assert np.all(np.isfinite(audio)) and np.abs(audio).max() > 0.01
+    assert (tmp_path / "result.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "result.json").read_text())
+    assert report["settings"]["steps"] == 4 and report["sample_rate"] == SAMPLE_RATE
+    assert report["loss_end"]["style_loss"] < report["loss_start"]["style_loss"]
+    assert {"load_s", "optimise_s", "griffin_lim_s", "total_s"} <= set(report["timings"])
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp")]
+
+
+def test_cli_mixes_down_stereo_and_resamples(style_wav, tmp_path):
+    stereo = tmp_path / "stereo.flac"
+    soundfile.write(stereo, np.stack([chirp(0.5), harmonic_tone(0.5)], axis=1), SAMPLE_RATE)
+    output = tmp_path / "out.wav"
+    completed = run_transfer(f"--content={stereo}", f"--style={style_wav}", f"--output={output}", "--steps=2",
+                             "--sample_rate=8000", "--griffin_lim_iters=2")
+    assert completed.returncode == 0, completed.stderr
+    audio, rate = soundfile.read(output)
+    assert rate == 8000 and len(audio) == 4000 and np.all(np.isfinite(audio))
+
+
+def _write(name, samples, **options):
+    def make(folder):
+        soundfile.write(folder / name, samples, SAMPLE_RATE, **options)
+        return str(folder / name)
+    return make
+
+
+def _raw(name, data):
+    def make(folder):
+        (folder / name).write_bytes(data)
+        return str(folder / name)
+    return make
+
+
+def _truncated(folder):
+    soundfile.write(folder / "whole.wav", chirp(0.5), SAMPLE_RATE)
+    (folder / "truncated.wav").write_bytes((folder / "whole.wav").read_bytes()[:40])
+    return str(folder / "truncated.wav")
+
+
+BAD_CONTENT = {
+    "missing": (lambda folder: str(folder / "missing.wav"), "no such file"),
+    "empty": (_raw("empty.wav", b""), "file is empty"),
+    "truncated": (_truncated, "not a readable WAV file"),
+    "corrupt": (_raw("corrupt.wav", b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4), "not a readable WAV"),
+    "text_renamed": (_raw("notes.wav", b"these are my notes, not audio\n" * 50), "not a readable WAV"),
+    "corrupt_mp3": (_raw("song.mp3", bytes(range(256)) * 8), "not a readable MP3"),
+    "too_short": (_write("short.wav", chirp(0.05)), "too short"),
+    "silent": (_write("silent.wav", np.zeros(SAMPLE_RATE // 2, np.float32)), "silent"),
+    "nan": (_write("nan.wav", np.full(SAMPLE_RATE // 2, np.nan, np.float32), subtype="FLOAT"), "NaN or infinite"),
+}
+
+
+def assert_one_line_usage_error(completed, message):
+    assert completed.returncode == 2, completed.stderr
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONTENT))
+def test_cli_bad_content_file(case, style_wav, tmp_path):
+    make, message = BAD_CONTENT[case]
+    content = make(tmp_path)
+    output = tmp_path / "out.wav"
+    completed = run_transfer(f"--content={content}", f"--style={style_wav}", f"--output={output}", "--steps=2")
+    assert_one_line_usage_error(completed, message)
+    assert content in completed.stderr or case == "missing"
+    assert not output.exists()
+
+
+def test_cli_silent_style(content_wav, tmp_path):
+    style = _write("quiet.wav", np.zeros(SAMPLE_RATE // 2, np.float32))(tmp_path)
+    completed = run_transfer(f"--content={content_wav}", f"--style={style}", f"--output={tmp_path / 'o.wav'}")
+    assert_one_line_usage_error(completed, "the style clip is silent")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model=vgg19"], "unknown model 'vgg19'; known models: random_cnn"),
+    (["--steps=0"], "steps must be a positive integer"),
+    (["--steps=-3"], "steps must be a positive integer"),
+    (["--steps=many"], "--steps"),
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--output=/no/such/folder/out.wav"], "output folder does not exist: /no/such/folder"),
+    (["--output=/proc/out.wav"], "output folder is not writable: /proc"),
+    (["--output=result.mp3"], "--output must be a .wav path"),
+    (["--style_layers=conv:heavy"], "--style_layers: 'conv:heavy' is not name:weight"),
+    (["stray_argument"], "unexpected arguments: stray_argument"),
+])
+def test_cli_bad_flags(flags, message, content_wav, style_wav, tmp_path):
+    completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}",
+                             f"--output={tmp_path / 'out.wav'}", *flags)
+    assert_one_line_usage_error(completed, message)
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_cli_failure_leaves_an_earlier_result_untouched(content_wav, tmp_path):
+    output = tmp_path / "out.wav"
+    output.write_bytes(b"earlier result")
+    completed = run_transfer(f"--content={content_wav}", f"--style={tmp_path / 'gone.wav'}", f"--output={output}")
+    assert completed.returncode == 2
+    assert output.read_bytes() == b"earlier result"
+    assert sorted(os.listdir(tmp_path)) == ["content.wav", "out.wav"]
+
+
+def test_console_script_matches_module(content_wav, tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "tfstyle")
+    completed = run_command([script, "transfer", f"--content={content_wav}", f"--style={tmp_path / 'x.wav'}",
+                             f"--output={tmp_path / 'o.wav'}"])
+    assert_one_line_usage_error(completed, "x.wav: no such file")
+    assert_one_line_usage_error(run_command([script, "transfrom"]), "unknown command 'transfrom'")
