@@ -6,6 +6,7 @@ bad input (an InputError or a flag that does not parse) prints one line, `error:
 
 import importlib
 import sys
+import time
 from typing import Callable, Sequence
 
 from absl import app, flags
@@ -15,7 +16,7 @@ from tfstyle.errors import InputError
 USAGE_ERROR_STATUS = 2
 
 # Subcommand -> module with a `run(argv)` function.
-COMMANDS = {"transfer": "tfstyle.transfer"}
+COMMANDS = {"train": "tfstyle.train", "transfer": "tfstyle.transfer"}
 
 
 def fail(message: str) -> None:
@@ -31,6 +32,31 @@ def _parse_flags(argv: Sequence[str]) -> list[str]:
         fail(str(e))
 
 
+class Progress:
+    """Progress of a long loop on stderr: one line rewritten in place on a terminal, about 20 lines in a log."""
+
+    def __init__(self, total: int, *, start: int = 0, stream=None):
+        self.total = total
+        self.first = start
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty()
+        self.every = 1 if self.interactive else max(1, (total - start) // 20)
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, text: str) -> None:
+        """Reports `done` of `total` steps with a short status text."""
+        if (done - self.first) % self.every and done != self.total:
+            return
+        elapsed = time.perf_counter() - self.started
+        remaining = elapsed / max(done - self.first, 1) * (self.total - done)
+        line = f"step {done}/{self.total}  {text}  {elapsed:.1f} s, ~{remaining:.0f} s left"
+        if self.interactive:
+            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
 def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) -> None:
     """absl's app.run with tfstyle's error contract around `main`."""
 
@@ -42,7 +68,7 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
         except InputError as e:
             fail(str(e))
         except KeyboardInterrupt:
-            print("interrupted; no output written", file=sys.stderr)
+            print("interrupted", file=sys.stderr)
             sys.exit(130)
 
     app.run(guarded_main, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)

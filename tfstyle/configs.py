@@ -28,6 +28,190 @@ class RandomCNNConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConvAEConfig:
+    """Symmetric 2-D convolutional autoencoder over (time, frequency) of a log-magnitude spectrogram.
+
+    Attributes:
+        sample_rate, frame_length, frame_step: the signal the model is trained on (travels with exports).
+        filters: channels of the encoder's conv layers (the decoder mirrors them).
+        kernel_size: square kernel size.
+        first_layer_dilation: > 1 dilates the first conv over time and frequency (stride 1 there instead of 2).
+        batch_norm: each conv is followed by activation then BatchNorm; False drops the BatchNorm.
+        activation: "relu" or "leaky_relu".
+    """
+
+    sample_rate: int = 16000
+    frame_length: int = 2048
+    frame_step: int = 512
+    filters: tuple[int, ...] = (16, 32, 32, 64)
+    kernel_size: int = 3
+    first_layer_dilation: int = 1
+    batch_norm: bool = True
+    activation: str = "relu"
+
+    def __post_init__(self):
+        _require_positive(self, "sample_rate", "frame_length", "frame_step", "kernel_size", "first_layer_dilation")
+        if not self.filters or any(not isinstance(f, int) or f < 1 for f in self.filters):
+            raise InputError(f"filters must be positive integers, got {self.filters}")
+        if self.activation not in ("relu", "leaky_relu"):
+            raise InputError(f"activation must be 'relu' or 'leaky_relu', got {self.activation!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DilatedConvAEConfig(ConvAEConfig):
+    """`conv_ae` with its first layer dilated 2x over time and frequency."""
+
+    first_layer_dilation: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqLSTMAEConfig:
+    """LSTM encoder over frames -> fixed-length vector -> LSTM decoder (Dai & Le 2015).
+
+    Attributes:
+        sample_rate, frame_length, frame_step: the signal the model is trained on.
+        projection_units: width of the per-frame dense projection before the encoder.
+        lstm_units: size of both LSTMs and of the fixed-length embedding.
+    """
+
+    sample_rate: int = 16000
+    frame_length: int = 2048
+    frame_step: int = 512
+    projection_units: int = 128
+    lstm_units: int = 256
+
+    def __post_init__(self):
+        _require_positive(self, "sample_rate", "frame_length", "frame_step", "projection_units", "lstm_units")
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleEncoderConfig:
+    """Linear encoder/decoder over clip-level style features (tfstyle.spectral_ops.style_features).
+
+    Attributes:
+        sample_rate, frame_length, frame_step: the signal the features are computed from.
+        embedding_dim: size of the style embedding.
+    """
+
+    sample_rate: int = 22050
+    frame_length: int = 2048
+    frame_step: int = 512
+    embedding_dim: int = 16
+
+    def __post_init__(self):
+        _require_positive(self, "sample_rate", "frame_length", "frame_step", "embedding_dim")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvVAEConfig:
+    """Convolutional VAE over log-mel spectrograms (content) + linear style encoder + recombination decoder.
+
+    Attributes:
+        sample_rate, frame_length, frame_step: the signal the model is trained on.
+        n_mels: mel bands of the VAE's input.
+        filters: channels of the encoder's stride-2 conv layers (decoders mirror them).
+        latent_channels: channels of the latent map (time / 2^len(filters) x mels / 2^len(filters)).
+        embedding_dim: size of the style embedding.
+        kl_weight: weight of the KL divergence against the unit Gaussian.
+        recombination_weight: weight of the linear-spectrogram loss of the recombination decoder.
+    """
+
+    sample_rate: int = 22050
+    frame_length: int = 2048
+    frame_step: int = 512
+    n_mels: int = 64
+    filters: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 8
+    embedding_dim: int = 16
+    kl_weight: float = 1e-3
+    recombination_weight: float = 1.0
+
+    def __post_init__(self):
+        _require_positive(self, "sample_rate", "frame_length", "frame_step", "n_mels", "latent_channels",
+                          "embedding_dim")
+        if not self.filters or any(not isinstance(f, int) or f < 1 for f in self.filters):
+            raise InputError(f"filters must be positive integers, got {self.filters}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained (see tfstyle.train_lib).
+
+    Attributes:
+        steps: total optimiser steps (a resumed run continues to this count).
+        batch_size: global batch size (split across replicas).
+        learning_rate: Adam's learning rate.
+        checkpoint_every: steps between checkpoints.
+        summary_every: steps between TensorBoard scalars (images and audio every 10x as many).
+        validation_every: steps between validation passes.
+        strategy: "default" (one device), "mirrored" (all local devices) or "multi_worker_mirrored" (TF_CONFIG).
+        cpu_devices: split the CPU into this many logical devices (for mirrored training without GPUs).
+    """
+
+    steps: int = 2000
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    checkpoint_every: int = 200
+    summary_every: int = 20
+    validation_every: int = 200
+    strategy: str = "default"
+    cpu_devices: int = 1
+
+    def __post_init__(self):
+        _require_positive(self, "steps", "batch_size", "checkpoint_every", "summary_every", "validation_every",
+                          "cpu_devices")
+        if not self.learning_rate > 0:
+            raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.strategy not in ("default", "mirrored", "multi_worker_mirrored"):
+            raise InputError(f"unknown strategy {self.strategy!r}; known: default, mirrored, multi_worker_mirrored")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """A dataset folder and how clips are drawn from it (see tfstyle.data).
+
+    Attributes:
+        data_dir: the dataset folder.
+        layout: "auto", "folder", "vctk", "gtzan" or "manifest".
+        manifest: CSV with `path` and a label column, for the manifest layout.
+        sample_rate: files are resampled to this rate (Hz).
+        clip_seconds: length of each training clip.
+        frame_length / frame_step: STFT window and hop in samples.
+        validation_fraction: share of labels (speakers, genres) held out for validation.
+        seed: seeds the split, the clip positions and the augmentation.
+        augment: master switch of the augmentation below.
+        time_stretch: maximum relative tempo change (0.2 = +-20 %); 0 disables.
+        pitch_shift_semitones: maximum pitch shift either way; 0 disables.
+        noise_stddev: standard deviation of added Gaussian noise (full scale 1); 0 disables.
+    """
+
+    data_dir: str = ""
+    layout: str = "auto"
+    manifest: str = ""
+    sample_rate: int = 16000
+    clip_seconds: float = 1.0
+    frame_length: int = 2048
+    frame_step: int = 512
+    validation_fraction: float = 0.2
+    seed: int = 0
+    augment: bool = True
+    time_stretch: float = 0.2
+    pitch_shift_semitones: float = 2.0
+    noise_stddev: float = 0.003
+
+    def __post_init__(self):
+        _require_positive(self, "sample_rate", "frame_length", "frame_step")
+        if not self.clip_seconds * self.sample_rate >= self.frame_length:
+            raise InputError(f"clip_seconds={self.clip_seconds} is shorter than one STFT frame")
+        if not 0 <= self.validation_fraction < 1:
+            raise InputError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if not 0 <= self.time_stretch < 1:
+            raise InputError(f"time_stretch must be in [0, 1), got {self.time_stretch}")
+        if self.pitch_shift_semitones < 0 or self.noise_stddev < 0:
+            raise InputError("pitch_shift_semitones and noise_stddev must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class TransferConfig:
     """Settings of the style-transfer optimisation (see tfstyle.transfer).
 

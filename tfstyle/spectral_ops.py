@@ -231,3 +231,95 @@ def spectral_convergence(
     rebuilt = stft_magnitude(waveform, frame_length=frame_length, frame_step=frame_step, fft_length=fft_length)
     error = tf.norm(magnitude - rebuilt, axis=[-2, -1])
     return error / tf.maximum(tf.norm(magnitude, axis=[-2, -1]), 1e-12)
+
+
+def _bin_frequencies(n_bins: int, sample_rate: int) -> tf.Tensor:
+    return tf.linspace(0.0, sample_rate / 2.0, n_bins)
+
+
+def spectral_centroid(magnitude: tf.Tensor, *, sample_rate: int) -> tf.Tensor:
+    """Magnitude-weighted mean frequency of each frame in Hz, shape [..., frames]; 0 for silent frames."""
+    frequencies = _bin_frequencies(magnitude.shape[-1], sample_rate)
+    total = tf.reduce_sum(magnitude, axis=-1)
+    return tf.math.divide_no_nan(tf.reduce_sum(magnitude * frequencies, axis=-1), total)
+
+
+def spectral_bandwidth(magnitude: tf.Tensor, *, sample_rate: int) -> tf.Tensor:
+    """Magnitude-weighted standard deviation of frequency around the centroid in Hz, shape [..., frames]."""
+    frequencies = _bin_frequencies(magnitude.shape[-1], sample_rate)
+    centroid = spectral_centroid(magnitude, sample_rate=sample_rate)[..., tf.newaxis]
+    total = tf.reduce_sum(magnitude, axis=-1)
+    variance = tf.math.divide_no_nan(tf.reduce_sum(magnitude * tf.square(frequencies - centroid), axis=-1), total)
+    return tf.sqrt(variance)
+
+
+def _centred_frames(waveform: tf.Tensor, frame_length: int, frame_step: int) -> tf.Tensor:
+    return tf.signal.frame(_reflect_pad(tf.convert_to_tensor(waveform, tf.float32), frame_length), frame_length,
+                           frame_step)
+
+
+def zero_crossing_rate(waveform: tf.Tensor, *, frame_length: int = FRAME_LENGTH, frame_step: int = FRAME_STEP):
+    """Fraction of sign changes per sample in each centred frame, shape [..., frames]."""
+    frames = _centred_frames(waveform, frame_length, frame_step)
+    signs = tf.math.sign(frames)
+    crossings = tf.cast(tf.not_equal(signs[..., 1:], signs[..., :-1]), tf.float32)
+    return tf.reduce_mean(crossings, axis=-1)
+
+
+def rms(waveform: tf.Tensor, *, frame_length: int = FRAME_LENGTH, frame_step: int = FRAME_STEP) -> tf.Tensor:
+    """Root-mean-square level of each centred frame, shape [..., frames]."""
+    frames = _centred_frames(waveform, frame_length, frame_step)
+    return tf.sqrt(tf.reduce_mean(tf.square(frames), axis=-1))
+
+
+def tempo(magnitude: tf.Tensor, *, sample_rate: int, frame_step: int = FRAME_STEP, min_bpm: float = 40.0,
+          max_bpm: float = 240.0) -> tf.Tensor:
+    """Global tempo estimate in beats per minute, shape [...]: the strongest autocorrelation lag of the onset
+    strength (positive log-mel flux) between min_bpm and max_bpm."""
+    log_mel = tf.math.log1p(mel_spectrogram(magnitude, sample_rate=sample_rate, n_mels=64))
+    onset = tf.reduce_sum(tf.nn.relu(log_mel[..., 1:, :] - log_mel[..., :-1, :]), axis=-1)  # [..., frames - 1]
+    onset = onset - tf.reduce_mean(onset, axis=-1, keepdims=True)
+    n = tf.shape(onset)[-1]
+    spectrum = tf.signal.rfft(onset, [2 * n])
+    autocorrelation = tf.signal.irfft(spectrum * tf.math.conj(spectrum), [2 * n])[..., :n]
+    frames_per_minute = 60.0 * sample_rate / frame_step
+    lags = tf.range(1, n, dtype=tf.float32)
+    valid = (frames_per_minute / lags >= min_bpm) & (frames_per_minute / lags <= max_bpm)
+    scores = tf.where(valid, autocorrelation[..., 1:], tf.fill(tf.shape(autocorrelation[..., 1:]), -1e30))
+    best_lag = tf.cast(tf.argmax(scores, axis=-1), tf.float32) + 1.0
+    return tf.where(tf.reduce_any(valid), frames_per_minute / best_lag, 0.0)
+
+
+N_MFCC = 20
+# The style feature vector, in order; units are scaled so that every entry is of order 1.
+STYLE_FEATURE_NAMES = (
+    tuple(f"mfcc_mean_{i}" for i in range(N_MFCC)) + tuple(f"mfcc_std_{i}" for i in range(N_MFCC))
+    + ("centroid_mean_khz", "centroid_std_khz", "bandwidth_mean_khz", "bandwidth_std_khz", "zcr_mean", "zcr_std",
+       "rms_mean", "rms_std", "tempo_bpm_per_100")
+)
+
+
+def style_features(waveform: tf.Tensor, *, sample_rate: int, frame_length: int = FRAME_LENGTH,
+                   frame_step: int = FRAME_STEP) -> tf.Tensor:
+    """Clip-level timbre and rhythm statistics, shape [..., len(STYLE_FEATURE_NAMES)].
+
+    Means and standard deviations over frames of MFCCs (/10), spectral centroid and bandwidth (kHz), zero-crossing
+    rate and RMS, plus the tempo (BPM / 100): the style descriptors of the GTZAN genre-transfer work.
+    """
+    settings = dict(frame_length=frame_length, frame_step=frame_step)
+    magnitude = stft_magnitude(waveform, **settings)
+    per_frame = [
+        mfcc(magnitude, sample_rate=sample_rate, n_mfcc=N_MFCC) / 10.0,
+        spectral_centroid(magnitude, sample_rate=sample_rate)[..., tf.newaxis] / 1000.0,
+        spectral_bandwidth(magnitude, sample_rate=sample_rate)[..., tf.newaxis] / 1000.0,
+        zero_crossing_rate(waveform, **settings)[..., tf.newaxis],
+        rms(waveform, **settings)[..., tf.newaxis],
+    ]
+    statistics = []
+    for values in per_frame:  # [..., frames, k] -> mean and std over frames
+        mean, variance = tf.nn.moments(values, axes=[-2])
+        statistics.append((mean, tf.sqrt(variance)))
+    mfcc_mean, mfcc_std = statistics[0]
+    rest = [tensor for pair in statistics[1:] for tensor in pair]
+    beats = tempo(magnitude, sample_rate=sample_rate, frame_step=frame_step)[..., tf.newaxis] / 100.0
+    return tf.concat([mfcc_mean, mfcc_std, *rest, beats], axis=-1)

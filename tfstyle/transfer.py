@@ -152,31 +152,6 @@ def transfer_spectrogram(
     return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history)
 
 
-class _Progress:
-    """One status line on a terminal (rewritten in place), or about 20 plain lines in a log."""
-
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total = total
-        self.stream = stream
-        self.interactive = stream.isatty()
-        self.every = 1 if self.interactive else max(1, total // 20)
-        self.start = time.perf_counter()
-
-    def __call__(self, done: int, step_losses: dict[str, float]) -> None:
-        if done % self.every and done != self.total:
-            return
-        elapsed = time.perf_counter() - self.start
-        remaining = elapsed / done * (self.total - done)
-        line = (f"step {done}/{self.total}  loss {step_losses['total_loss']:.4g} "
-                f"(style {step_losses['style_loss']:.4g}, content {step_losses['content_loss']:.4g})  "
-                f"{elapsed:.1f} s, ~{remaining:.0f} s left")
-        if self.interactive:
-            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def _spectrogram_figure(panels: list[tuple[str, np.ndarray]], *, sample_rate: int, frame_step: int) -> bytes:
     """PNG bytes of log-magnitude spectrograms side by side on one colour scale, time in s and frequency in kHz."""
     import matplotlib
@@ -300,7 +275,10 @@ def main(argv: list[str]) -> None:
     model = registry.build_model(FLAGS.model)
     print(f"tfstyle: {FLAGS.model}, {config.steps} steps on {content.shape[0]} frames x {content.shape[1]} bins "
           f"at {sample_rate} Hz", file=sys.stderr)
-    result = transfer_spectrogram(model, content, style, config, on_step=_Progress(config.steps))
+    progress = cli.Progress(config.steps)
+    result = transfer_spectrogram(model, content, style, config, on_step=lambda done, step_losses: progress(
+        done, f"loss {step_losses['total_loss']:.4g} (style {step_losses['style_loss']:.4g}, "
+              f"content {step_losses['content_loss']:.4g})"))
     lap("optimise_s")
 
     magnitude = spectral_ops.magnitude_from_log(result.log_magnitude)
