@@ -5,6 +5,7 @@ bad input (an InputError or a flag that does not parse) prints one line, `error:
 """
 
 import importlib
+import logging
 import sys
 import time
 from typing import Callable, Sequence
@@ -71,6 +72,8 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
             print("interrupted", file=sys.stderr)
             sys.exit(130)
 
+    # TensorFlow's INFO lines (device placement, strategy set-up) would bury ours; warnings still show.
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     app.run(guarded_main, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
 
 

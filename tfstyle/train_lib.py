@@ -75,8 +75,8 @@ def make_strategy(name: str, cpu_devices: int = 1) -> tf.distribute.Strategy:
     raise InputError(f"unknown strategy {name!r}")
 
 
-def load_trained_model(model_dir: str):
-    """The model of a training run, built from its config.json with the newest checkpoint's weights."""
+def load_trained_model(model_dir: str) -> tuple[str, Any]:
+    """(zoo name, model) of a training run, built from its config.json with the newest checkpoint's weights."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise InputError(f"{model_dir} is not a training run (no {CONFIG_FILE})")
@@ -87,7 +87,7 @@ def load_trained_model(model_dir: str):
     if latest is None:
         raise InputError(f"{model_dir} has no checkpoint yet")
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return model
+    return experiment.model, model
 
 
 def _check_resumable(model_dir: str, experiment: ExperimentConfig) -> None:

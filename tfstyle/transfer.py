@@ -193,6 +193,8 @@ flags.DEFINE_string("content", None, "Audio file whose content (what is said or 
 flags.DEFINE_string("style", None, "Audio file whose style (voice, timbre, texture) to impose.")
 flags.DEFINE_string("output", None, "Output .wav path; a .png and a .json are written beside it.")
 flags.DEFINE_string("model", "random_cnn", "Zoo model giving the features (see tfstyle.list_models()).")
+flags.DEFINE_string("model_dir", None, "A training run (python -m tfstyle.train) whose model to use; "
+                    "overrides --model, --sample_rate and the STFT flags.")
 flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
 flags.DEFINE_integer("sample_rate", None, "Work at this rate (Hz); default: the content file's own rate.")
 flags.DEFINE_integer("frame_length", spectral_ops.FRAME_LENGTH, "STFT window (and FFT) length in samples.")
@@ -240,6 +242,19 @@ def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: i
     return waveform, rate
 
 
+def _load_model():
+    """(name, model): a trained run's model from --model_dir, else a fresh zoo model from --model."""
+    if FLAGS.model_dir:
+        from tfstyle import train_lib  # Deferred: training machinery is not needed for the untrained zoo.
+
+        return train_lib.load_trained_model(FLAGS.model_dir)
+    registry.lookup(FLAGS.model)
+    if FLAGS.model != "random_cnn":
+        print(f"tfstyle: warning: {FLAGS.model} has untrained weights; pass --model_dir=RUN for a trained one",
+              file=sys.stderr)
+    return FLAGS.model, registry.build_model(FLAGS.model)
+
+
 def main(argv: list[str]) -> None:
     del argv  # cli.run has rejected positional arguments
     for name in ("content", "style", "output"):
@@ -253,9 +268,14 @@ def main(argv: list[str]) -> None:
         raise InputError(f"--sample_rate must be at least 1000 Hz, got {FLAGS.sample_rate}")
     config = _config_from_flags()
     fileutil.check_writable_output(FLAGS.output)
-    registry.lookup(FLAGS.model)
+    model_name, model = _load_model()
     stem = os.path.splitext(FLAGS.output)[0]
     stft_settings = {"frame_length": FLAGS.frame_length, "frame_step": FLAGS.frame_step}
+    sample_rate = FLAGS.sample_rate
+    if hasattr(model, "signal_config"):  # a trained model fixes the signal it understands
+        signal = model.signal_config()
+        stft_settings = {"frame_length": signal["frame_length"], "frame_step": signal["frame_step"]}
+        sample_rate = signal["sample_rate"]
     timings = {}
     started = clock = time.perf_counter()
 
@@ -265,21 +285,29 @@ def main(argv: list[str]) -> None:
         timings[phase] = round(now - clock, 3)
         clock = now
 
-    content_wave, sample_rate = _load_clip(FLAGS.content, "content", sample_rate=FLAGS.sample_rate,
-                                           frame_length=FLAGS.frame_length)
-    style_wave, _ = _load_clip(FLAGS.style, "style", sample_rate=sample_rate, frame_length=FLAGS.frame_length)
+    content_wave, sample_rate = _load_clip(FLAGS.content, "content", sample_rate=sample_rate,
+                                           frame_length=stft_settings["frame_length"])
+    style_wave, _ = _load_clip(FLAGS.style, "style", sample_rate=sample_rate,
+                               frame_length=stft_settings["frame_length"])
     content = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(content_wave, **stft_settings))
     style = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(style_wave, **stft_settings))
     lap("load_s")
 
-    model = registry.build_model(FLAGS.model)
-    print(f"tfstyle: {FLAGS.model}, {config.steps} steps on {content.shape[0]} frames x {content.shape[1]} bins "
-          f"at {sample_rate} Hz", file=sys.stderr)
-    progress = cli.Progress(config.steps)
-    result = transfer_spectrogram(model, content, style, config, on_step=lambda done, step_losses: progress(
-        done, f"loss {step_losses['total_loss']:.4g} (style {step_losses['style_loss']:.4g}, "
-              f"content {step_losses['content_loss']:.4g})"))
-    lap("optimise_s")
+    if hasattr(model, "recombine"):
+        # Content and style pipelines (conv_vae): one forward pass recombines them, nothing to optimise.
+        print(f"tfstyle: {model_name}, recombining content latent and style embedding at {sample_rate} Hz",
+              file=sys.stderr)
+        result = TransferResult(log_magnitude=model.recombine(content_wave[tf.newaxis],
+                                                              style_wave[tf.newaxis]).numpy()[0], history=[{}])
+        lap("recombine_s")
+    else:
+        print(f"tfstyle: {model_name}, {config.steps} steps on {content.shape[0]} frames x {content.shape[1]} bins "
+              f"at {sample_rate} Hz", file=sys.stderr)
+        progress = cli.Progress(config.steps)
+        result = transfer_spectrogram(model, content, style, config, on_step=lambda done, step_losses: progress(
+            done, f"loss {step_losses['total_loss']:.4g} (style {step_losses['style_loss']:.4g}, "
+                  f"content {step_losses['content_loss']:.4g})"))
+        lap("optimise_s")
 
     magnitude = spectral_ops.magnitude_from_log(result.log_magnitude)
     waveform = spectral_ops.griffin_lim(
@@ -300,7 +328,8 @@ def main(argv: list[str]) -> None:
         "content": FLAGS.content,
         "style": FLAGS.style,
         "output": FLAGS.output,
-        "model": FLAGS.model,
+        "model": model_name,
+        "model_dir": FLAGS.model_dir,
         "sample_rate": sample_rate,
         "stft": stft_settings,
         "duration_s": round(int(content_wave.shape[0]) / sample_rate, 3),
@@ -324,10 +353,11 @@ def main(argv: list[str]) -> None:
         stem + ".png": figure,
         stem + ".json": json.dumps(report, indent=2).encode(),
     })
-    style_drop = result.history[0]["style_loss"] / max(result.history[-1]["style_loss"], 1e-12)
-    print(f"tfstyle: wrote {FLAGS.output} (+ .png, .json) in {timings['total_s']:.1f} s; style loss "
-          f"{result.history[0]['style_loss']:.4g} -> {result.history[-1]['style_loss']:.4g} ({style_drop:.1f}x lower)",
-          file=sys.stderr)
+    message = f"tfstyle: wrote {FLAGS.output} (+ .png, .json) in {timings['total_s']:.1f} s"
+    if "style_loss" in result.history[0]:
+        start, end = result.history[0]["style_loss"], result.history[-1]["style_loss"]
+        message += f"; style loss {start:.4g} -> {end:.4g} ({start / max(end, 1e-12):.1f}x lower)"
+    print(message, file=sys.stderr)
 
 
 def run(argv: list[str] | None = None) -> None:

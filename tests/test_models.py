@@ -1,0 +1,111 @@
+"""Every trainable zoo model, parametrised from the registry, with tiny configs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfstyle import configs, registry, spectral_ops, train_lib
+from conftest import chirp, harmonic_tone
+
+SAMPLE_RATE = 8000
+SIGNAL = dict(sample_rate=SAMPLE_RATE, frame_length=256, frame_step=64)
+TINY = {  # small enough to train a few steps in well under a second
+    "conv_ae": dict(filters=(4, 4, 8, 8)),
+    "dilated_conv_ae": dict(filters=(4, 4, 8, 8)),
+    "seq2seq_lstm_ae": dict(projection_units=16, lstm_units=16),
+    "conv_vae": dict(n_mels=16, filters=(4, 8), latent_channels=4, embedding_dim=4),
+    "style_encoder": dict(embedding_dim=4),
+}
+
+
+def test_every_trainable_model_has_a_tiny_config():
+    assert sorted(TINY) == sorted(train_lib.trainable_models())
+
+
+def build(name):
+    return registry.build_model(name, **SIGNAL, **TINY[name])
+
+
+@pytest.fixture(scope="module")
+def batch():
+    waveform = tf.constant(np.stack([chirp(0.5, SAMPLE_RATE, f1=2000.0), harmonic_tone(0.5, SAMPLE_RATE)]))
+    log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(waveform, frame_length=256, frame_step=64))
+    return {"waveform": waveform, "log_magnitude": log_magnitude, "label": tf.constant([0, 1])}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_features_are_named_and_differentiable(name, batch):
+    model = build(name)
+    x = tf.Variable(batch["log_magnitude"])
+    with tf.GradientTape() as tape:
+        features = model.features(x)
+        total = tf.add_n([tf.reduce_sum(tf.square(f)) for f in features.values()])
+    assert tuple(features) == tuple(model.feature_layer_names)
+    for tensor in features.values():
+        assert tensor.shape[0] == 2 and tensor.shape.rank in (3, 4)
+    gradient = tape.gradient(total, x)
+    assert gradient is not None and float(tf.reduce_max(tf.abs(gradient))) > 0
+
+
+@pytest.mark.parametrize("name", ["conv_ae", "dilated_conv_ae", "seq2seq_lstm_ae"])
+def test_autoencoders_reconstruct_the_input_shape(name, batch):
+    model = build(name)
+    frames = batch["log_magnitude"].shape[1]
+    for length in (frames, frames - 3):  # lengths that are not a multiple of the strides are cropped back
+        x = batch["log_magnitude"][:, :length]
+        assert model.reconstruct(x).shape == x.shape
+
+
+def test_conv_vae_recombines_content_and_style_into_audio(batch):
+    model = build("conv_vae")
+    log_magnitude = model.recombine(batch["waveform"][:1], batch["waveform"][1:])
+    assert log_magnitude.shape == batch["log_magnitude"][:1].shape
+    waveform = spectral_ops.griffin_lim(spectral_ops.magnitude_from_log(log_magnitude), n_iter=4,
+                                        frame_length=256, frame_step=64)
+    assert waveform.shape == (1, (log_magnitude.shape[1] - 1) * 64) and np.all(np.isfinite(waveform))
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_config_round_trip(name):
+    spec = registry.lookup(name)
+    config = spec.config_class(**SIGNAL, **TINY[name])
+    assert configs.from_json(spec.config_class, configs.to_json(config)) == config
+    model = registry.build_model(name, config)
+    rebuilt = type(model).from_config(model.get_config())
+    assert rebuilt.get_config() == model.get_config()
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(name, batch):
+    tf.keras.utils.set_random_seed(0)
+    model = build(name)
+    optimizer = tf.keras.optimizers.Adam(3e-3)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            losses = model.compute_losses(batch, training=True)
+        gradients = tape.gradient(losses["total_loss"], model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return losses
+
+    before = float(model.compute_losses(batch)["total_loss"])
+    for _ in range(15):
+        step()
+    after = float(model.compute_losses(batch)["total_loss"])
+    assert np.isfinite(after) and after < before
+
+
+def test_conv_ae_options_change_the_layers():
+    def layer_types(model):
+        return {type(layer).__name__ for block in model.encoder_blocks for layer in block}
+
+    assert layer_types(registry.build_model("conv_ae", **SIGNAL, filters=(4, 4))) == {
+        "Conv2D", "ReLU", "BatchNormalization"}
+    plain = registry.build_model("conv_ae", **SIGNAL, filters=(4, 4), batch_norm=False, activation="leaky_relu")
+    assert layer_types(plain) == {"Conv2D", "LeakyReLU"}
+    dilated = registry.build_model("dilated_conv_ae", **SIGNAL, filters=(4, 4))
+    assert dilated.encoder_blocks[0][0].dilation_rate == (2, 2) and dilated.strides == (1, 2)
+    assert dataclasses.asdict(configs.DilatedConvAEConfig())["first_layer_dilation"] == 2

@@ -1,0 +1,105 @@
+"""The training CLI end to end in subprocesses: every trainable model, resume, tf.distribute, bad input."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import tensorflow as tf
+
+from tfstyle import train_lib
+from conftest import run_command
+from test_data import write_clips
+from test_models import TINY
+from test_transfer import assert_one_line_usage_error
+
+SIGNAL = {"frame_length": 256, "frame_step": 64}
+
+
+@pytest.fixture(scope="module")
+def speech_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    write_clips(folder, speakers=("s1", "s2", "s3"), per_speaker=2)
+    return folder
+
+
+def train(*flags):
+    return run_command([sys.executable, "-m", "tfstyle.train", *flags])
+
+
+def tiny_flags(name, data_dir, model_dir, steps):
+    return [f"--model={name}", f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--steps={steps}",
+            "--batch_size=2", "--sample_rate=8000", "--clip_seconds=0.5", "--summary_every=1",
+            "--validation_every=2", "--checkpoint_every=2", f"--model_config={json.dumps({**SIGNAL, **TINY[name]})}"]
+
+
+def checkpoint_step(model_dir):
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return int(latest.rsplit("-", 1)[1])
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_train_two_steps_then_resume_two_more(name, speech_dir, tmp_path):
+    model_dir = tmp_path / name
+    first = train(*tiny_flags(name, speech_dir, model_dir, steps=2))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["step"] == 2
+    assert checkpoint_step(model_dir) == 2
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model"] == name and config["data"]["sample_rate"] == 8000
+    assert os.listdir(model_dir / "train") and os.listdir(model_dir / "validation")
+
+    second = train(*tiny_flags(name, speech_dir, model_dir, steps=4))
+    assert second.returncode == 0, second.stderr
+    assert "resuming" in second.stderr and "from step 2" in second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["step"] == 4 and summary["trained_steps"] == 2
+    assert checkpoint_step(model_dir) == 4
+    loaded_name, model = train_lib.load_trained_model(str(model_dir))
+    assert loaded_name == name and model.feature_layer_names
+
+
+def test_mirrored_strategy_on_two_logical_cpus(speech_dir, tmp_path):
+    completed = train(*tiny_flags("conv_ae", speech_dir, tmp_path / "run", steps=2), "--strategy=mirrored",
+                      "--cpu_devices=2")
+    assert completed.returncode == 0, completed.stderr
+    assert "with 2 replica(s)" in completed.stderr
+    assert json.loads(completed.stdout)["step"] == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model=vgg19"], "unknown model 'vgg19'"),
+    (["--model=random_cnn"], "random_cnn has nothing to train"),
+    (["--data_dir=/no/such/folder"], "data folder does not exist: /no/such/folder"),
+    (["--model_config={not json"], "--model_config is not valid JSON"),
+    (["--model_config={\"filters\": []}"], "filters must be positive integers"),
+    (["--steps=0"], "steps must be a positive integer"),
+    (["--batch_size=3", "--strategy=mirrored", "--cpu_devices=2"], "does not split evenly over 2 replicas"),
+])
+def test_bad_input_is_a_one_line_error(flags, message, speech_dir, tmp_path):
+    completed = train(*tiny_flags("conv_ae", speech_dir, tmp_path / "run", steps=2), *flags)
+    assert_one_line_usage_error(completed, message)
+
+
+def test_a_model_dir_of_another_run_is_refused(speech_dir, tmp_path):
+    assert train(*tiny_flags("style_encoder", speech_dir, tmp_path / "run", steps=1)).returncode == 0
+    completed = train(*tiny_flags("conv_ae", speech_dir, tmp_path / "run", steps=1))
+    assert_one_line_usage_error(completed, "holds a run of style_encoder with another configuration")
+
+
+@pytest.mark.parametrize("name, expect", [("conv_vae", "recombining"), ("conv_ae", "steps on")])
+def test_transfer_with_a_trained_run(name, expect, speech_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    assert train(*tiny_flags(name, speech_dir, model_dir, steps=1)).returncode == 0
+    content, style = speech_dir / "s1" / "s1_000.wav", speech_dir / "s3" / "s3_001.wav"
+    output = tmp_path / "out.wav"
+    completed = run_command([sys.executable, "-m", "tfstyle.transfer", f"--model_dir={model_dir}",
+                             f"--content={content}", f"--style={style}", f"--output={output}", "--steps=2",
+                             "--griffin_lim_iters=4"])
+    assert completed.returncode == 0, completed.stderr
+    assert expect in completed.stderr
+    audio, rate = soundfile.read(output)
+    assert rate == 8000 and len(audio) == len(soundfile.read(content)[0]) and np.all(np.isfinite(audio))
+    assert json.loads(output.with_suffix(".json").read_text())["model"] == name
