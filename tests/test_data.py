@@ -110,21 +110,33 @@ def sine(freq, seconds=1.0):
 
 
 def test_time_stretch_changes_duration_not_pitch():
-    stretched = data.time_stretch(sine(440.0), tf.constant(1.25)).numpy()
+    stretched = data.time_stretch(sine(440.0), 1.25).numpy()
     assert abs(len(stretched) - RATE / 1.25) <= 1
     assert dominant_frequency(stretched[500:-500]) == pytest.approx(440.0, abs=10)
 
 
 def test_pitch_shift_changes_pitch_not_duration():
-    shifted = data.pitch_shift(sine(440.0), tf.constant(2.0)).numpy()
+    shifted = data.pitch_shift(sine(440.0), 2.0).numpy()
     assert len(shifted) == RATE
     assert dominant_frequency(shifted[500:-500]) == pytest.approx(440.0 * 2 ** (2 / 12), abs=10)
 
 
 def test_augmentation_switches(vctk):
     plain = config(vctk, augment=True, time_stretch=0.0, pitch_shift_semitones=0.0, noise_stddev=0.0)
-    waveform = tf.constant(chirp(0.5, RATE))
-    np.testing.assert_array_equal(data.augment(waveform, plain, tf.constant([1, 2])), waveform)
-    noisy = data.augment(waveform, config(vctk, time_stretch=0.0, pitch_shift_semitones=0.0),
-                         tf.constant([1, 2]))
-    assert 0.001 < float(tf.math.reduce_std(noisy - waveform)) < 0.01
+    waveforms = tf.constant(np.stack([chirp(0.5, RATE), harmonic_tone(0.5, RATE)]))
+    np.testing.assert_array_equal(data.augment(waveforms, plain, tf.constant([1, 2]), 4000), waveforms)
+    noisy = data.augment(waveforms, config(vctk, time_stretch=0.0, pitch_shift_semitones=0.0),
+                         tf.constant([1, 2]), 4000)
+    assert 0.001 < float(tf.math.reduce_std(noisy - waveforms)) < 0.01
+    headroom = tf.constant(np.stack([chirp(0.7, RATE), harmonic_tone(0.7, RATE)]))
+    augmented = data.augment(headroom, config(vctk, noise_stddev=0.0), tf.constant([1, 2]), 4000)
+    assert augmented.shape == (2, 4000) and np.all(np.isfinite(augmented))
+    assert not np.allclose(augmented, headroom[:, :4000], atol=0.05)
+
+
+def test_stretch_and_shift_is_per_example():
+    waveforms = tf.stack([sine(440.0, 1.5), sine(440.0, 1.5)])
+    out = data.stretch_and_shift(waveforms, rates=[1.0, 1.2], semitones=[2.0, -2.0], length=RATE).numpy()
+    assert out.shape == (2, RATE)
+    assert dominant_frequency(out[0, 500:-500]) == pytest.approx(440.0 * 2 ** (2 / 12), abs=10)
+    assert dominant_frequency(out[1, 500:-500]) == pytest.approx(440.0 * 2 ** (-2 / 12), abs=10)

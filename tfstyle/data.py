@@ -15,7 +15,6 @@ Elements are dicts: {"waveform": [samples], "log_magnitude": [frames, bins], "la
 
 import csv
 import dataclasses
-import math
 import os
 
 import numpy as np
@@ -171,62 +170,111 @@ def _crop(waveform: tf.Tensor, length: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return waveform[start:start + length]
 
 
-def _interpolate(waveform: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
-    """Linear-interpolation resampling of a [samples] waveform to `length` samples."""
-    n = tf.shape(waveform)[0]
-    positions = tf.linspace(0.0, tf.cast(n - 1, tf.float32), length)
-    left = tf.minimum(tf.cast(tf.floor(positions), tf.int32), n - 2)
+def _read_at(waveforms: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
+    """Linear interpolation of [batch, samples] at fractional sample positions [batch, n] (clamped to the ends)."""
+    last = tf.shape(waveforms)[1] - 1
+    positions = tf.clip_by_value(positions, 0.0, tf.cast(last, tf.float32))
+    left = tf.minimum(tf.cast(tf.floor(positions), tf.int32), tf.maximum(last - 1, 0))
     weight = positions - tf.cast(left, tf.float32)
-    return tf.gather(waveform, left) * (1.0 - weight) + tf.gather(waveform, left + 1) * weight
+    right = tf.minimum(left + 1, last)
+    return (tf.gather(waveforms, left, batch_dims=1) * (1.0 - weight)
+            + tf.gather(waveforms, right, batch_dims=1) * weight)
 
 
-def time_stretch(waveform: tf.Tensor, rate: tf.Tensor, *, frame_length: int = 512, frame_step: int = 128):
-    """Phase-vocoder time stretch: `rate` > 1 is faster (shorter), pitch unchanged. [samples] -> [samples / rate]."""
-    spectrum = spectral_ops.stft(waveform, frame_length=frame_length, frame_step=frame_step)
-    n_frames = tf.shape(spectrum)[0]
-    steps = tf.range(0.0, tf.cast(n_frames - 1, tf.float32), rate)
-    left = tf.cast(tf.floor(steps), tf.int32)
-    weight = (steps - tf.cast(left, tf.float32))[:, tf.newaxis]
+# Phase-vocoder STFT: 75 % overlap keeps the phase estimates good for any sample rate we train at.
+_VOCODER_FRAME, _VOCODER_STEP = 512, 128
+
+
+def stretch_and_shift(waveforms: tf.Tensor, rates: tf.Tensor, semitones: tf.Tensor, length: int) -> tf.Tensor:
+    """Time-stretches by `rates` (> 1 is faster) and pitch-shifts by `semitones`, per example, in one pass.
+
+    A phase vocoder resynthesises each clip at tempo rate / 2^(semitones / 12) with its pitch unchanged; reading
+    that back 2^(semitones / 12) times faster restores the tempo `rate` and moves the pitch. Every shape is fixed
+    by `length`, so a whole batch is done with batched FFTs and gathers.
+
+    Args:
+        waveforms: [batch, samples]; at least length * max(rates) samples are read.
+        rates: [batch] tempo factors.
+        semitones: [batch] pitch shifts.
+        length: output samples.
+
+    Returns:
+        [batch, length].
+    """
+    waveforms = tf.convert_to_tensor(waveforms, tf.float32)
+    factors = tf.pow(2.0, tf.convert_to_tensor(semitones, tf.float32) / 12.0)
+    vocoder_rates = tf.convert_to_tensor(rates, tf.float32) / factors
+    spectrum = spectral_ops.stft(waveforms, frame_length=_VOCODER_FRAME, frame_step=_VOCODER_STEP)
+    n_frames = tf.shape(spectrum)[1]
+    # Output frames needed to cover length * factor samples of the resynthesis, for the largest factor.
+    max_factor = tf.reduce_max(factors)
+    n_out = tf.cast(tf.math.ceil(length * max_factor / _VOCODER_STEP), tf.int32) + 2
+    positions = tf.cast(tf.range(n_out), tf.float32)[tf.newaxis, :] * vocoder_rates[:, tf.newaxis]
+    left = tf.minimum(tf.cast(tf.floor(positions), tf.int32), n_frames - 2)
+    weight = tf.clip_by_value(positions - tf.cast(left, tf.float32), 0.0, 1.0)[..., tf.newaxis]
     magnitude = tf.abs(spectrum)
-    stretched = tf.gather(magnitude, left) * (1.0 - weight) + tf.gather(magnitude, left + 1) * weight
-    # Phase advances by each bin's measured instantaneous frequency per hop, accumulated over output frames.
-    phase = tf.math.angle(spectrum)
-    expected = tf.linspace(0.0, math.pi * frame_step, tf.shape(spectrum)[1])  # 2 pi k hop / n_fft
-    deviation = phase[1:] - phase[:-1] - expected
-    deviation -= 2.0 * math.pi * tf.round(deviation / (2.0 * math.pi))
-    advance = tf.gather(deviation + expected, tf.minimum(left, n_frames - 2))
-    output_phase = phase[0] + tf.concat([tf.zeros_like(advance[:1]), tf.cumsum(advance[:-1], axis=0)], axis=0)
-    length = tf.cast(tf.cast(tf.shape(waveform)[0], tf.float32) / rate, tf.int32)
-    new_spectrum = tf.complex(stretched * tf.cos(output_phase), stretched * tf.sin(output_phase))
-    return spectral_ops.inverse_stft(new_spectrum, length=length, frame_length=frame_length, frame_step=frame_step)
+    stretched = (tf.gather(magnitude, left, batch_dims=1) * (1.0 - weight)
+                 + tf.gather(magnitude, left + 1, batch_dims=1) * weight)
+    # Each bin's phase advances per output frame by the phase difference measured between the input frames it
+    # reads. Only phasors are needed, so the advances are unit complex numbers multiplied together: no atan2 and
+    # no unwrapping (both are the same modulo 2 pi), which makes this several times faster.
+    step_phasors = _unit(spectrum[:, 1:] * tf.math.conj(spectrum[:, :-1]))
+    advances = tf.gather(step_phasors, left[:, :-1], batch_dims=1)  # [batch, n_out - 1, bins]
+    advances = tf.concat([_unit(spectrum[:, :1]), advances], axis=1)
+    # cumprod runs fastest along the innermost axis; renormalise away the rounding drift of the product.
+    phasors = _unit(tf.transpose(tf.math.cumprod(tf.transpose(advances, [0, 2, 1]), axis=-1), [0, 2, 1]))
+    resynthesis = spectral_ops.inverse_stft(
+        tf.cast(stretched, tf.complex64) * phasors,
+        length=(n_out - 1) * _VOCODER_STEP, frame_length=_VOCODER_FRAME, frame_step=_VOCODER_STEP)
+    read_positions = tf.cast(tf.range(length), tf.float32)[tf.newaxis, :] * factors[:, tf.newaxis]
+    return _read_at(resynthesis, read_positions)
 
 
-def pitch_shift(waveform: tf.Tensor, semitones: tf.Tensor) -> tf.Tensor:
-    """Shifts pitch by `semitones` keeping the duration: time-stretch, then resample back to the input length."""
-    factor = tf.pow(2.0, semitones / 12.0)
-    return _interpolate(time_stretch(waveform, 1.0 / factor), tf.shape(waveform)[0])
+def _unit(z: tf.Tensor) -> tf.Tensor:
+    """z / |z|, and 1 where z is 0 (a silent bin keeps its phase)."""
+    magnitude = tf.abs(z)
+    return tf.where(magnitude > 1e-20, z / tf.cast(tf.maximum(magnitude, 1e-20), z.dtype), tf.ones_like(z))
 
 
-def augment(waveform: tf.Tensor, config: configs.DataConfig, seed: tf.Tensor) -> tf.Tensor:
-    """Random time stretch, pitch shift and Gaussian noise, each as switched on in `config`; same length out."""
-    seeds = tf.random.experimental.stateless_split(seed, 4)
-    length = tf.shape(waveform)[0]
-    if config.time_stretch > 0:
-        rate = tf.random.stateless_uniform([], seeds[0], 1.0 - config.time_stretch, 1.0 + config.time_stretch)
-        waveform = _crop(time_stretch(waveform, rate), length, seeds[1])
-    if config.pitch_shift_semitones > 0:
-        semitones = tf.random.stateless_uniform([], seeds[2], -config.pitch_shift_semitones,
+def time_stretch(waveform: tf.Tensor, rate: float) -> tf.Tensor:
+    """Tempo change of one [samples] waveform, pitch kept: `rate` > 1 is faster. Returns samples / rate samples."""
+    length = int(int(waveform.shape[0]) / float(rate))
+    return stretch_and_shift(waveform[tf.newaxis], [rate], [0.0], length)[0]
+
+
+def pitch_shift(waveform: tf.Tensor, semitones: float) -> tf.Tensor:
+    """Pitch change of one [samples] waveform by `semitones`, duration kept."""
+    return stretch_and_shift(waveform[tf.newaxis], [1.0], [semitones], int(waveform.shape[0]))[0]
+
+
+def augment(waveforms: tf.Tensor, config: configs.DataConfig, seed: tf.Tensor, length: int) -> tf.Tensor:
+    """Random time stretch, pitch shift and Gaussian noise per example, as switched on in `config`.
+
+    Args:
+        waveforms: [batch, samples] with samples >= length * (1 + config.time_stretch).
+        seed: stateless seed [2] for this batch.
+        length: output samples.
+
+    Returns:
+        [batch, length].
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    batch = tf.shape(waveforms)[0]
+    if config.time_stretch > 0 or config.pitch_shift_semitones > 0:
+        rates = tf.random.stateless_uniform([batch], seeds[0], 1.0 - config.time_stretch, 1.0 + config.time_stretch)
+        semitones = tf.random.stateless_uniform([batch], seeds[1], -config.pitch_shift_semitones,
                                                 config.pitch_shift_semitones)
-        waveform = pitch_shift(waveform, semitones)
+        waveforms = stretch_and_shift(waveforms, rates, semitones, length)
+    waveforms = waveforms[:, :length]
     if config.noise_stddev > 0:
-        waveform += config.noise_stddev * tf.random.stateless_normal(tf.shape(waveform), seeds[3])
-    return waveform
+        waveforms += config.noise_stddev * tf.random.stateless_normal(tf.shape(waveforms), seeds[2])
+    return waveforms
 
 
-def _example(waveform: tf.Tensor, label: tf.Tensor, config: configs.DataConfig) -> dict[str, tf.Tensor]:
+def _examples(waveforms: tf.Tensor, labels: tf.Tensor, config: configs.DataConfig) -> dict[str, tf.Tensor]:
     log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
-        waveform, frame_length=config.frame_length, frame_step=config.frame_step))
-    return {"waveform": waveform, "log_magnitude": log_magnitude, "label": label}
+        waveforms, frame_length=config.frame_length, frame_step=config.frame_step))
+    return {"waveform": waveforms, "log_magnitude": log_magnitude, "label": labels}
 
 
 def clip_samples(config: configs.DataConfig) -> int:
@@ -263,32 +311,38 @@ class AudioDataset:
         config = self.config
         augment_clips = config.augment if augment_clips is None else augment_clips
         length = clip_samples(config)
-        # Crop with headroom so a time stretch still fills the clip after it is cut back to length.
+        # Crop with headroom so that a speeded-up clip still fills `length` samples.
         headroom = int(length * (1.0 + config.time_stretch)) + 1 if augment_clips else length
 
-        def make(element, seed):
-            seeds = tf.random.experimental.stateless_split(seed, 2)
-            waveform = _crop(element["waveform"], headroom, seeds[0])
+        def crop(element, seed):
+            return _crop(element["waveform"], headroom, seed), element["label"]
+
+        def make(waveforms, labels, seed):
             if augment_clips:
-                waveform = augment(waveform, config, seeds[1])
-            waveform = waveform[:length]
-            waveform.set_shape([length])
-            return _example(waveform, element["label"], config)
+                waveforms = augment(waveforms, config, seed, length)
+            return _examples(waveforms, labels, config)
 
         files = self._cached("train").repeat().shuffle(max(len(self.split.train), 1), seed=config.seed)
         seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
-        dataset = tf.data.Dataset.zip(files, seeds).map(make, num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        clips = tf.data.Dataset.zip(files, seeds).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+        batches = clips.batch(batch_size, drop_remainder=True)
+        # Augmentation runs on whole batches (batched FFTs), with a seed of its own per batch.
+        batch_seeds = tf.data.Dataset.random(seed=config.seed + 1).batch(2)
+        dataset = tf.data.Dataset.zip(batches, batch_seeds).map(
+            lambda clip_batch, seed: make(*clip_batch, seed), num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def validation(self, batch_size: int) -> tf.data.Dataset:
         """One pass over the validation files: the first clip of each, no augmentation."""
         length = clip_samples(self.config)
 
-        def make(element):
+        def first_clip(element):
             waveform = tf.pad(element["waveform"], [[0, tf.maximum(length - tf.shape(element["waveform"])[0], 0)]])
-            waveform = waveform[:length]
-            waveform.set_shape([length])
-            return _example(waveform, element["label"], self.config)
+            return waveform[:length], element["label"]
 
-        dataset = self._cached("validation").map(make, num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        def make(waveforms, labels):
+            waveforms.set_shape([None, length])
+            return _examples(waveforms, labels, self.config)
+
+        dataset = self._cached("validation").map(first_clip, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.batch(batch_size).map(make, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
