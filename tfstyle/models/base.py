@@ -53,3 +53,15 @@ def pad_to_multiple(x: tf.Tensor, multiple: int, axes: tuple[int, ...]) -> tf.Te
         else:
             paddings.append([0, 0])
     return tf.pad(x, paddings)
+
+
+def track_layers(model: keras.Model, **groups) -> None:
+    """Gives every layer held in (nested) Python lists an attribute of its own on `model`.
+
+    Keras 3 leaves layers that live only in lists out of TensorFlow's object graph, so tf.train.Checkpoint and
+    tf.saved_model.save would silently skip their weights (BatchNorm statistics included).
+    """
+    for group, blocks in groups.items():
+        for i, block in enumerate(blocks):
+            for j, layer in enumerate(block if isinstance(block, (list, tuple)) else [block]):
+                setattr(model, f"{group}_{i}_{j}", layer)

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from tfstyle import configs, registry
-from tfstyle.models.base import SpectrogramAutoencoder, pad_to_multiple
+from tfstyle.models.base import SpectrogramAutoencoder, pad_to_multiple, track_layers
 
 
 def _activation(name: str):
@@ -49,6 +49,7 @@ class ConvAE(SpectrogramAutoencoder):
                                              padding="same", name=f"deconv{i + 1}"), f"deconv{i + 1}"))
         self.output_layer = keras.layers.Conv2DTranspose(1, kernel_size, strides=self.strides[0], padding="same",
                                                          dilation_rate=first_layer_dilation, name="deconv1")
+        track_layers(self, encoder=self.encoder_blocks, decoder=self.decoder_blocks)
         self.reconstruct(tf.zeros([1, self.total_stride, self.bins]))  # create every weight up front
         self.built = True
 

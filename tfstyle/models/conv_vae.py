@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from tfstyle import configs, registry, spectral_ops
-from tfstyle.models.base import pad_to_multiple
+from tfstyle.models.base import pad_to_multiple, track_layers
 
 
 def _log_mel(log_magnitude, sample_rate, n_mels):
@@ -110,6 +110,8 @@ class ConvVAE(keras.Model):
         self.recombination_blocks = [conv_block(w, f"recombination{i + 1}", transpose=True)
                                      for i, w in enumerate(mirrored)]
         self.recombination_output = keras.layers.Dense(self.bins, name="recombination_output")
+        track_layers(self, encoder=self.encoder_blocks, mel_decoder=self.mel_decoder_blocks,
+                     recombination=self.recombination_blocks)
         zeros = tf.zeros([1, self.total_stride, self.bins])
         self.compute_losses({"log_magnitude": zeros, "waveform": tf.zeros([1, frame_length])})
         self.built = True
