@@ -1,0 +1,237 @@
+"""SavedModels that TF Serving can load, and loading them back for style transfer.
+
+    python -m tfstyle.export --model_dir=RUN --export_dir=saved_models/conv_ae
+    python -m tfstyle.export --model=random_cnn --export_dir=saved_models/random_cnn
+
+writes EXPORT_DIR/<next integer version>/ with these signatures, each over TensorSpecs with free batch and length:
+
+    serving_default(waveform [batch, samples] at the model's rate)  -> {"embedding": ...} (conv_vae: "latent_mean")
+    features(log_magnitude [batch, frames, bins])                   -> {layer name: activations}, differentiable
+    encode / decode / reconstruct                                   autoencoders, conv_vae and style_encoder
+    recombine(content_waveform, style_waveform)                     conv_vae: content of one, style of the other
+
+The model's name, config, sample rate and STFT settings travel as the asset `tfstyle_model.json`. Only core
+TensorFlow ops are inside (tf.signal for the STFT; the random CNN regenerates its filters from their seed with the
+stateless Philox generator, so its SavedModel holds no weights at all). Exports are written to a hidden temporary
+folder and renamed into place, so a server polling EXPORT_DIR never sees half a model.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import tensorflow as tf
+from absl import flags
+
+from tfstyle import cli, configs, registry, spectral_ops
+from tfstyle.errors import InputError
+
+INFO_ASSET = "tfstyle_model.json"
+# Where the released models live: beside the package in a checkout (TFSTYLE_SAVED_MODELS overrides).
+SHIPPED_MODELS = os.environ.get(
+    "TFSTYLE_SAVED_MODELS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models"))
+
+
+def _log_magnitude(waveform, signal):
+    return spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
+        waveform, frame_length=signal["frame_length"], frame_step=signal["frame_step"]))
+
+
+def _serving_functions(name: str, model, signal: dict) -> dict:
+    """tf.functions with input signatures for every signature of model `name`."""
+    bins = signal["frame_length"] // 2 + 1
+    waveform_spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
+    log_magnitude_spec = tf.TensorSpec([None, None, bins], tf.float32, name="log_magnitude")
+    frames_spec = tf.TensorSpec([], tf.int32, name="frames")
+    functions = {}
+
+    if name == "random_cnn":
+        from tfstyle.models import random_cnn
+
+        def features(log_magnitude):
+            kernel = random_cnn.random_kernel((model.kernel_width * bins, model.n_filters), model.seed)
+            return {"conv": random_cnn.activations(log_magnitude, kernel, model.kernel_width)}
+
+        def embedding(log_magnitude):
+            return {"embedding": tf.reduce_mean(features(log_magnitude)["conv"], axis=1)}
+    else:
+        def features(log_magnitude):
+            return dict(model.features(log_magnitude))
+
+    if name == "style_encoder":
+        style_spec = tf.TensorSpec([None, model.n_features], tf.float32, name="style_features")
+        embedding_spec = tf.TensorSpec([None, model.embedding_dim], tf.float32, name="embedding")
+        functions["serving_default"] = tf.function(
+            lambda waveform: {"embedding": model.encode(model.style_features(waveform))},
+            input_signature=[waveform_spec])
+        functions["encode"] = tf.function(lambda style_features: {"embedding": model.encode(style_features)},
+                                          input_signature=[style_spec])
+        functions["decode"] = tf.function(lambda embedding: {"style_features": model.decode(embedding)},
+                                          input_signature=[embedding_spec])
+        functions["reconstruct"] = tf.function(lambda style_features: {"style_features": model(style_features)},
+                                               input_signature=[style_spec])
+    elif name == "conv_vae":
+        latent_spec = tf.TensorSpec([None, None, None, model.latent_channels], tf.float32, name="latent")
+        style_embedding_spec = tf.TensorSpec([None, model.embedding_dim], tf.float32, name="style_embedding")
+
+        def encode(log_magnitude):
+            mean, log_variance = model.encode(log_magnitude)
+            return {"latent_mean": mean, "latent_log_variance": log_variance}
+
+        functions["serving_default"] = tf.function(
+            lambda waveform: {"latent_mean": model.encode(_log_magnitude(waveform, signal))[0]},
+            input_signature=[waveform_spec])
+        functions["encode"] = tf.function(encode, input_signature=[log_magnitude_spec])
+        functions["decode"] = tf.function(
+            lambda latent, style_embedding, frames: {"log_magnitude": model.decode(latent, style_embedding, frames)},
+            input_signature=[latent_spec, style_embedding_spec, frames_spec])
+        functions["reconstruct"] = tf.function(lambda log_magnitude: {"log_mel": model(log_magnitude)},
+                                               input_signature=[log_magnitude_spec])
+        functions["recombine"] = tf.function(
+            lambda content_waveform, style_waveform: {
+                "log_magnitude": model.recombine(content_waveform, style_waveform)},
+            input_signature=[tf.TensorSpec([None, None], tf.float32, name="content_waveform"),
+                             tf.TensorSpec([None, None], tf.float32, name="style_waveform")])
+    elif name == "random_cnn":
+        functions["serving_default"] = tf.function(
+            lambda waveform: embedding(_log_magnitude(waveform, signal)), input_signature=[waveform_spec])
+    else:  # the spectrogram autoencoders
+        code = model.encode(tf.zeros([1, 16, bins]))  # conv: [batch, frames', bins', channels]; LSTM: [batch, units]
+        code_spec = tf.TensorSpec([None] * (code.shape.rank - 1) + [code.shape[-1]], tf.float32, name="code")
+        functions["serving_default"] = tf.function(
+            lambda waveform: {"embedding": model.encode(_log_magnitude(waveform, signal))},
+            input_signature=[waveform_spec])
+        functions["encode"] = tf.function(lambda log_magnitude: {"code": model.encode(log_magnitude)},
+                                          input_signature=[log_magnitude_spec])
+        functions["decode"] = tf.function(lambda code, frames: {"log_magnitude": model.decode(code, frames)},
+                                          input_signature=[code_spec, frames_spec])
+        functions["reconstruct"] = tf.function(lambda log_magnitude: {"log_magnitude": model.reconstruct(log_magnitude)},
+                                               input_signature=[log_magnitude_spec])
+    functions["features"] = tf.function(features, input_signature=[log_magnitude_spec])
+    return functions
+
+
+def next_version(export_dir: str) -> int:
+    """1 + the largest integer version folder in export_dir (1 for a new one)."""
+    versions = [int(d) for d in os.listdir(export_dir) if d.isdigit()] if os.path.isdir(export_dir) else []
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(name: str, model, config, export_dir: str) -> str:
+    """Writes model `name` (its zoo config `config`) to export_dir/<next version>/ and returns that path."""
+    signal = model.signal_config() if hasattr(model, "signal_config") else {
+        "sample_rate": 22050, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
+    if name == "random_cnn":  # any rate works; these are the STFT settings its signatures are built for
+        model.build((None, None, signal["frame_length"] // 2 + 1))
+    functions = _serving_functions(name, model, signal)
+    info = {"model": name, "config": dataclasses.asdict(config), **signal,
+            "bins": signal["frame_length"] // 2 + 1, "feature_layers": list(model.feature_layer_names),
+            "signatures": sorted(functions)}
+    os.makedirs(export_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_dir)
+    try:
+        info_path = os.path.join(staging, INFO_ASSET)
+        with open(info_path, "w") as f:
+            json.dump(info, f, indent=2)
+        module = tf.Module()
+        if name != "random_cnn":  # the random CNN regenerates its filters; nothing to store
+            module.model = model
+        module.info = tf.saved_model.Asset(info_path)
+        for function_name, function in functions.items():
+            setattr(module, function_name, function)
+        saved = os.path.join(staging, "model")
+        tf.saved_model.save(module, saved, signatures={k: f.get_concrete_function() for k, f in functions.items()})
+        version = next_version(export_dir)
+        destination = os.path.join(export_dir, str(version))
+        os.rename(saved, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+class LoadedModel:
+    """A tfstyle SavedModel, with the same `features` interface as the in-memory zoo models.
+
+    Attributes:
+        name: the zoo name it was exported from.
+        info: the exported tfstyle_model.json (config, sample rate, STFT settings, layers, signatures).
+        saved_model: what tf.saved_model.load returned.
+    """
+
+    def __init__(self, path: str):
+        if not os.path.isdir(path):
+            raise InputError(f"{path}: no such SavedModel folder")
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise InputError(f"{path}: not a SavedModel (no saved_model.pb; half-copied?)")
+        info_path = os.path.join(path, "assets", INFO_ASSET)
+        if not os.path.isfile(info_path):
+            raise InputError(f"{path}: a SavedModel, but not one exported by tfstyle (no assets/{INFO_ASSET})")
+        with open(info_path) as f:
+            self.info = json.load(f)
+        try:
+            self.saved_model = tf.saved_model.load(path)
+        except Exception as e:  # noqa: BLE001  (corrupt protobufs and variables raise many kinds)
+            message = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InputError(f"{path}: cannot load SavedModel (corrupt or half-copied?): {message}") from None
+        if "features" not in self.info.get("signatures", []):
+            raise InputError(f"{path}: SavedModel has no features signature to transfer style with")
+        self.name = self.info["model"]
+        self.feature_layer_names = tuple(self.info["feature_layers"])
+        if "recombine" in self.info["signatures"]:
+            self.recombine = lambda content, style: self.saved_model.recombine(content, style)["log_magnitude"]
+
+    def features(self, log_magnitude):
+        return self.saved_model.features(log_magnitude)
+
+    def signal_config(self) -> dict:
+        return {key: self.info[key] for key in ("sample_rate", "frame_length", "frame_step")}
+
+
+def shipped_model_path(name: str) -> str | None:
+    """saved_models/<name>/<newest version> if the repository ships `name`, else None."""
+    folder = os.path.join(SHIPPED_MODELS, name)
+    version = next_version(folder) - 1
+    return os.path.join(folder, str(version)) if version > 0 else None
+
+
+flags.DEFINE_string("model_dir", None, "Training run to export (python -m tfstyle.train --model_dir).")
+flags.DEFINE_string("model", None, "Zoo model to export untrained instead (random_cnn).")
+flags.DEFINE_string("export_dir", None, "Folder of versions, e.g. saved_models/conv_ae; the export goes in the "
+                    "next integer version.")
+flags.DEFINE_string("model_config", "{}", "JSON overrides of the zoo config with --model.")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if not FLAGS.export_dir:
+        raise InputError("--export_dir is required")
+    if bool(FLAGS.model_dir) == bool(FLAGS.model):
+        raise InputError("pass exactly one of --model_dir (a training run) or --model (an untrained zoo model)")
+    if FLAGS.model_dir:
+        from tfstyle import train_lib
+
+        name, model = train_lib.load_trained_model(FLAGS.model_dir)
+        with open(os.path.join(FLAGS.model_dir, train_lib.CONFIG_FILE)) as f:
+            config = train_lib.ExperimentConfig.from_json(f.read()).model_config
+    else:
+        spec = registry.lookup(FLAGS.model)
+        try:
+            config = configs.from_json(spec.config_class, FLAGS.model_config)
+        except json.JSONDecodeError as e:
+            raise InputError(f"--model_config is not valid JSON: {e}") from None
+        name, model = FLAGS.model, registry.build_model(FLAGS.model, config)
+    destination = export_saved_model(name, model, config, FLAGS.export_dir)
+    print(f"tfstyle: exported {name} to {destination}", file=sys.stderr)
+    print(destination)
+
+
+def run(argv: list[str] | None = None) -> None:
+    cli.run(main, argv)
+
+
+if __name__ == "__main__":
+    run()
