@@ -19,7 +19,8 @@ setuptools.setup(
         "matplotlib>=3.8,<4",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+        # tensorflow-serving-api: the PredictRequest protos TF Serving's clients send, to test our signatures with.
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "tensorflow-serving-api==2.17.1"],
     },
     entry_points={"console_scripts": ["tfstyle=tfstyle.cli:main"]},
 )

@@ -17,7 +17,7 @@ from tfstyle.errors import InputError
 USAGE_ERROR_STATUS = 2
 
 # Subcommand -> module with a `run(argv)` function.
-COMMANDS = {"export": "tfstyle.export", "train": "tfstyle.train", "transfer": "tfstyle.transfer"}
+COMMANDS = {"evaluate": "tfstyle.evaluate", "export": "tfstyle.export", "train": "tfstyle.train", "transfer": "tfstyle.transfer"}
 
 
 def fail(message: str) -> None:

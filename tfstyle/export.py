@@ -164,6 +164,8 @@ class LoadedModel:
     def __init__(self, path: str):
         if not os.path.isdir(path):
             raise InputError(f"{path}: no such SavedModel folder")
+        if not os.path.exists(os.path.join(path, "saved_model.pb")) and next_version(path) > 1:
+            path = os.path.join(path, str(next_version(path) - 1))  # a TF Serving base path: take the newest
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise InputError(f"{path}: not a SavedModel (no saved_model.pb; half-copied?)")
         info_path = os.path.join(path, "assets", INFO_ASSET)
@@ -190,6 +192,19 @@ class LoadedModel:
         return {key: self.info[key] for key in ("sample_rate", "frame_length", "frame_step")}
 
 
+def models_config(saved_models_dir: str, *, base_path: str = "/models") -> str:
+    """TF Serving's model config (text format) listing every model folder with integer versions in the dir.
+
+    `base_path` is where the server sees saved_models_dir (e.g. the mount point in its container).
+    """
+    names = sorted(d for d in os.listdir(saved_models_dir)
+                   if os.path.isdir(os.path.join(saved_models_dir, d)) and next_version(
+                       os.path.join(saved_models_dir, d)) > 1)
+    entries = "".join(f'  config {{\n    name: "{name}"\n    base_path: "{base_path}/{name}"\n'
+                      f'    model_platform: "tensorflow"\n  }}\n' for name in names)
+    return "model_config_list {\n" + entries + "}\n"
+
+
 def shipped_model_path(name: str) -> str | None:
     """saved_models/<name>/<newest version> if the repository ships `name`, else None."""
     folder = os.path.join(SHIPPED_MODELS, name)
@@ -197,11 +212,17 @@ def shipped_model_path(name: str) -> str | None:
     return os.path.join(folder, str(version)) if version > 0 else None
 
 
-flags.DEFINE_string("model_dir", None, "Training run to export (python -m tfstyle.train --model_dir).")
-flags.DEFINE_string("model", None, "Zoo model to export untrained instead (random_cnn).")
-flags.DEFINE_string("export_dir", None, "Folder of versions, e.g. saved_models/conv_ae; the export goes in the "
-                    "next integer version.")
-flags.DEFINE_string("model_config", "{}", "JSON overrides of the zoo config with --model.")
+def _define_flags() -> None:
+    # Defined only when this module runs as the export command: the transfer command imports it as a library
+    # and has flags of the same names.
+    flags.DEFINE_string("model_dir", None, "Training run to export (python -m tfstyle.train --model_dir).")
+    flags.DEFINE_string("model", None, "Zoo model to export untrained instead (random_cnn).")
+    flags.DEFINE_string("export_dir", None, "Folder of versions, e.g. saved_models/conv_ae; the export goes in the "
+                        "next integer version.")
+    flags.DEFINE_string("model_config", "{}", "JSON overrides of the zoo config with --model.")
+    flags.DEFINE_bool("models_config", True, "Rewrite models.config (TF Serving's model list) beside --export_dir.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -226,10 +247,18 @@ def main(argv: list[str]) -> None:
         name, model = FLAGS.model, registry.build_model(FLAGS.model, config)
     destination = export_saved_model(name, model, config, FLAGS.export_dir)
     print(f"tfstyle: exported {name} to {destination}", file=sys.stderr)
+    if FLAGS.models_config:
+        from tfstyle import fileutil
+
+        parent = os.path.dirname(os.path.abspath(FLAGS.export_dir))
+        config_path = os.path.join(parent, "models.config")
+        fileutil.write_files_atomically({config_path: models_config(parent).encode()})
+        print(f"tfstyle: listed it in {config_path}", file=sys.stderr)
     print(destination)
 
 
 def run(argv: list[str] | None = None) -> None:
+    _define_flags()
     cli.run(main, argv)
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 GRAM_OVER = ("time", "time_frequency")
 
 
-def _positions_by_channels(features: tf.Tensor, over: str) -> tf.Tensor:
+def positions_by_channels(features: tf.Tensor, over: str) -> tf.Tensor:
     """[batch, positions, channels]: the matrix whose Gram `gram_matrix` takes (before dividing by positions)."""
     if over not in GRAM_OVER:
         raise ValueError(f"over must be one of {GRAM_OVER}, got {over!r}")
@@ -38,7 +38,7 @@ def gram_matrix(features: tf.Tensor, *, over: str = "time") -> tf.Tensor:
         [batch, C, C] with C the channel count as above, divided by the number of positions summed over, so that
         clips of different lengths have comparable Grams.
     """
-    matrix = _positions_by_channels(features, over)
+    matrix = positions_by_channels(features, over)
     positions = tf.cast(tf.shape(matrix)[1], matrix.dtype)
     return tf.matmul(matrix, matrix, transpose_a=True) / positions
 
@@ -63,7 +63,7 @@ class StyleTarget:
 
     def __init__(self, style_features: tf.Tensor, *, over: str = "time", positions: int | None = None):
         self.over = over
-        self.matrix = _positions_by_channels(style_features, over)
+        self.matrix = positions_by_channels(style_features, over)
         style_positions, channels = self.matrix.shape[1], self.matrix.shape[2]
         self.scale = 1.0 / float(style_positions)
         self.gram = None
@@ -99,7 +99,7 @@ def content_loss(features: tf.Tensor, target_features: tf.Tensor) -> tf.Tensor:
 
 def style_loss(features: tf.Tensor, target: StyleTarget) -> tf.Tensor:
     """||G(features) - G(style)||^2 / ||G(style)||^2, G = `gram_matrix` over `target.over`, summed over the batch."""
-    matrix = _positions_by_channels(features, target.over)
+    matrix = positions_by_channels(features, target.over)
     positions, channels = matrix.shape[1], matrix.shape[2]
     denominator = tf.maximum(target.gram_norm_squared, 1e-12)
     if target.gram is None or (positions is not None and

@@ -158,6 +158,7 @@ def _griffin_lim_loop(magnitude, angles, n_iter, momentum, length, frame_length,
         inverse = _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
         inverse = _reflect_pad(_trim_centre_padding(inverse, length, frame_length), frame_length)
         rebuilt = _frame_and_transform(inverse, frame_length, frame_step, fft_length)
+        rebuilt.set_shape(magnitude.shape)  # a dynamic `length` hides that the frames come back as they went in
         angles = rebuilt - step * previous
         angles = angles / tf.cast(tf.maximum(tf.abs(angles), 1e-30), tf.complex64)
     return _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
@@ -199,7 +200,8 @@ def griffin_lim(
     fft_length = fft_length or frame_length
     magnitude = tf.convert_to_tensor(magnitude, tf.float32)
     if length is None:
-        length = (magnitude.shape[-2] - 1) * frame_step
+        frames = magnitude.shape[-2]
+        length = (frames if frames is not None else tf.shape(magnitude)[-2]) * frame_step - frame_step
     if init == "random":
         phase = tf.random.stateless_uniform(tf.shape(magnitude), seed=[seed, 0], maxval=2.0 * 3.141592653589793)
         angles = tf.complex(tf.cos(phase), tf.sin(phase))

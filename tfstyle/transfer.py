@@ -192,7 +192,8 @@ _DEFAULTS = configs.TransferConfig()
 flags.DEFINE_string("content", None, "Audio file whose content (what is said or played) to keep.")
 flags.DEFINE_string("style", None, "Audio file whose style (voice, timbre, texture) to impose.")
 flags.DEFINE_string("output", None, "Output .wav path; a .png and a .json are written beside it.")
-flags.DEFINE_string("model", "random_cnn", "Zoo model giving the features (see tfstyle.list_models()).")
+flags.DEFINE_string("model", "random_cnn", "Zoo model giving the features (see tfstyle.list_models()), resolved to "
+                    "its newest shipped SavedModel, or the path of a SavedModel version folder.")
 flags.DEFINE_string("model_dir", None, "A training run (python -m tfstyle.train) whose model to use; "
                     "overrides --model, --sample_rate and the STFT flags.")
 flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
@@ -243,15 +244,27 @@ def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: i
 
 
 def _load_model():
-    """(name, model): a trained run's model from --model_dir, else a fresh zoo model from --model."""
+    """(name, model) from --model_dir (a training run), --model=PATH (a SavedModel) or --model=NAME.
+
+    A zoo name resolves to the newest shipped SavedModel in saved_models/NAME/ when there is one; the random CNN
+    is always built in memory (it is the same function, and the in-memory one keeps its filters between steps).
+    """
+    from tfstyle import export  # Deferred: SavedModel machinery is not needed for the random CNN.
+
     if FLAGS.model_dir:
-        from tfstyle import train_lib  # Deferred: training machinery is not needed for the untrained zoo.
+        from tfstyle import train_lib
 
         return train_lib.load_trained_model(FLAGS.model_dir)
+    if os.sep in FLAGS.model or os.path.isdir(FLAGS.model):
+        loaded = export.LoadedModel(FLAGS.model)
+        return loaded.name, loaded
     registry.lookup(FLAGS.model)
+    shipped = export.shipped_model_path(FLAGS.model) if FLAGS.model != "random_cnn" else None
+    if shipped:
+        return FLAGS.model, export.LoadedModel(shipped)
     if FLAGS.model != "random_cnn":
-        print(f"tfstyle: warning: {FLAGS.model} has untrained weights; pass --model_dir=RUN for a trained one",
-              file=sys.stderr)
+        print(f"tfstyle: warning: no shipped {FLAGS.model}; using untrained weights (pass --model_dir=RUN or "
+              "--model=saved_models/NAME/VERSION)", file=sys.stderr)
     return FLAGS.model, registry.build_model(FLAGS.model)
 
 
