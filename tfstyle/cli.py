@@ -72,6 +72,9 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
             print("interrupted", file=sys.stderr)
             sys.exit(130)
 
+    if main.__module__ != "__main__":  # the console script: absl's --help lists the script's key flags only
+        for flag in flags.FLAGS.get_flags_for_module(main.__module__):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     # TensorFlow's INFO lines (device placement, strategy set-up) would bury ours; warnings still show.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     app.run(guarded_main, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
@@ -84,6 +87,4 @@ def main() -> None:
         fail(f"{given}usage: tfstyle {{{','.join(COMMANDS)}}} [--flags]; see tfstyle COMMAND --help")
     command = sys.argv[1]
     module = importlib.import_module(COMMANDS[command])
-    for flag in flags.FLAGS.get_flags_for_module(module.__name__):  # absl's --help lists the script's key flags
-        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     module.run([f"tfstyle {command}", *sys.argv[2:]])

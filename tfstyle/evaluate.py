@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tfstyle import audio_io, cli, data, export, losses, registry, spectral_ops
+from tfstyle import audio_io, cli, data, export, losses, spectral_ops
 from tfstyle.errors import InputError
 
 
@@ -183,29 +183,21 @@ def evaluate(model_name: str, model, data_config, *, subset_size: int = 4) -> di
     return report
 
 
-flags.DEFINE_string("model", None, "Zoo name (newest shipped SavedModel; the random CNN in memory) or the path "
-                    "of a SavedModel.")
-flags.DEFINE_string("data_dir", None, "Dataset folder (layouts as for training).")
-flags.DEFINE_enum("layout", "auto", list(data.LAYOUTS), "How the dataset folder is organised.")
-flags.DEFINE_string("manifest", "", "CSV with path and label columns (layout 'manifest').")
-flags.DEFINE_float("validation_fraction", 0.3, "Held-out share of labels; the training recipe's value.")
-flags.DEFINE_integer("seed", 0, "Seed of the split; the training recipe's value.")
-flags.DEFINE_integer("subset_size", 4, "Also report identification averaged over every subset of this many labels.")
-flags.DEFINE_string("output", None, "Also write the report to this JSON file.")
+def _define_flags() -> None:
+    # Defined when the module runs as a command, not on import: the commands share flag names, and tests
+    # import several of them as libraries.
+    flags.DEFINE_string("model", None, "Zoo name (newest shipped SavedModel; the random CNN in memory) or the path "
+                        "of a SavedModel.")
+    flags.DEFINE_string("data_dir", None, "Dataset folder (layouts as for training).")
+    flags.DEFINE_enum("layout", "auto", list(data.LAYOUTS), "How the dataset folder is organised.")
+    flags.DEFINE_string("manifest", "", "CSV with path and label columns (layout 'manifest').")
+    flags.DEFINE_float("validation_fraction", 0.3, "Held-out share of labels; the training recipe's value.")
+    flags.DEFINE_integer("seed", 0, "Seed of the split; the training recipe's value.")
+    flags.DEFINE_integer("subset_size", 4, "Also report identification averaged over every subset of this many labels.")
+    flags.DEFINE_string("output", None, "Also write the report to this JSON file.")
+
+
 FLAGS = flags.FLAGS
-
-
-def _load(model_flag: str):
-    if os.sep in model_flag or os.path.isdir(model_flag):
-        loaded = export.LoadedModel(model_flag)
-        return loaded.name, loaded
-    registry.lookup(model_flag)
-    if model_flag == "random_cnn":
-        return model_flag, registry.build_model(model_flag)
-    shipped = export.shipped_model_path(model_flag)
-    if shipped is None:
-        raise InputError(f"no shipped SavedModel for {model_flag}; pass --model=PATH/TO/SAVED_MODEL")
-    return model_flag, export.LoadedModel(shipped)
 
 
 def main(argv: list[str]) -> None:
@@ -215,7 +207,7 @@ def main(argv: list[str]) -> None:
             raise InputError(f"--{name} is required")
     from tfstyle import configs
 
-    model_name, model = _load(FLAGS.model)
+    model_name, model = export.load_model(FLAGS.model)
     signal = model.signal_config() if hasattr(model, "signal_config") else {
         "sample_rate": 16000, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
     data_config = configs.DataConfig(data_dir=FLAGS.data_dir, layout=FLAGS.layout, manifest=FLAGS.manifest,
@@ -231,6 +223,7 @@ def main(argv: list[str]) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
+    _define_flags()
     cli.run(main, argv)
 
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 import tensorflow as tf
 from absl import flags
@@ -210,6 +211,28 @@ def shipped_model_path(name: str) -> str | None:
     folder = os.path.join(SHIPPED_MODELS, name)
     version = next_version(folder) - 1
     return os.path.join(folder, str(version)) if version > 0 else None
+
+
+def load_model(model: str, *, untrained_ok: bool = False) -> tuple[str, Any]:
+    """(zoo name, model) for a --model value: a SavedModel path, or a zoo name.
+
+    A zoo name resolves to its newest shipped SavedModel; the random CNN is built in memory (the same function,
+    and the in-memory one keeps its filters between calls). A trainable model that is not shipped is built with
+    untrained weights if `untrained_ok` (with a warning), else it is an InputError.
+    """
+    if os.sep in model or os.path.isdir(model):
+        loaded = LoadedModel(model)
+        return loaded.name, loaded
+    registry.lookup(model)
+    if model == "random_cnn":
+        return model, registry.build_model(model)
+    shipped = shipped_model_path(model)
+    if shipped:
+        return model, LoadedModel(shipped)
+    if not untrained_ok:
+        raise InputError(f"no shipped SavedModel for {model}; pass --model=PATH/TO/SAVED_MODEL")
+    print(f"tfstyle: warning: no shipped {model}; using untrained weights", file=sys.stderr)
+    return model, registry.build_model(model)
 
 
 def _define_flags() -> None:

@@ -18,29 +18,34 @@ from tfstyle.errors import InputError
 _DATA = configs.DataConfig()
 _TRAIN = configs.TrainConfig()
 
-flags.DEFINE_string("model", None, "Model to train: one of " + ", ".join(train_lib.trainable_models()) + ".")
-flags.DEFINE_string("data_dir", None, "Dataset folder (see --layout).")
-flags.DEFINE_string("model_dir", None, "Where config.json, checkpoints and TensorBoard events go.")
-flags.DEFINE_enum("layout", _DATA.layout, list(data.LAYOUTS), "How the dataset folder is organised.")
-flags.DEFINE_string("manifest", "", "CSV with path and label columns (layout 'manifest').")
-flags.DEFINE_string("model_config", "{}", 'JSON overrides of the model config, e.g. \'{"filters": [8, 8, 8, 8]}\'.')
-flags.DEFINE_integer("sample_rate", None, "Resample the data to this rate; default: the model config's.")
-flags.DEFINE_float("clip_seconds", _DATA.clip_seconds, "Length of each training clip.")
-flags.DEFINE_float("validation_fraction", _DATA.validation_fraction, "Share of labels held out for validation.")
-flags.DEFINE_bool("augment", _DATA.augment, "Time stretch, pitch shift and noise on training clips.")
-flags.DEFINE_float("time_stretch", _DATA.time_stretch, "Maximum relative time stretch (0 disables).")
-flags.DEFINE_float("pitch_shift_semitones", _DATA.pitch_shift_semitones, "Maximum pitch shift (0 disables).")
-flags.DEFINE_float("noise_stddev", _DATA.noise_stddev, "Standard deviation of added noise (0 disables).")
-flags.DEFINE_integer("seed", _DATA.seed, "Seed of the split, clips and augmentation.")
-flags.DEFINE_integer("steps", _TRAIN.steps, "Total training steps.")
-flags.DEFINE_integer("batch_size", _TRAIN.batch_size, "Global batch size.")
-flags.DEFINE_float("learning_rate", _TRAIN.learning_rate, "Adam's learning rate.")
-flags.DEFINE_integer("checkpoint_every", _TRAIN.checkpoint_every, "Steps between checkpoints.")
-flags.DEFINE_integer("summary_every", _TRAIN.summary_every, "Steps between TensorBoard scalars.")
-flags.DEFINE_integer("validation_every", _TRAIN.validation_every, "Steps between validation passes.")
-flags.DEFINE_enum("strategy", _TRAIN.strategy, ["default", "mirrored", "multi_worker_mirrored"],
-                  "tf.distribute strategy; multi_worker_mirrored reads TF_CONFIG.")
-flags.DEFINE_integer("cpu_devices", _TRAIN.cpu_devices, "Split the CPU into this many logical devices.")
+def _define_flags() -> None:
+    # Defined when the module runs as a command, not on import: the commands share flag names, and tests
+    # import several of them as libraries.
+    flags.DEFINE_string("model", None, "Model to train: one of " + ", ".join(train_lib.trainable_models()) + ".")
+    flags.DEFINE_string("data_dir", None, "Dataset folder (see --layout).")
+    flags.DEFINE_string("model_dir", None, "Where config.json, checkpoints and TensorBoard events go.")
+    flags.DEFINE_enum("layout", _DATA.layout, list(data.LAYOUTS), "How the dataset folder is organised.")
+    flags.DEFINE_string("manifest", "", "CSV with path and label columns (layout 'manifest').")
+    flags.DEFINE_string("model_config", "{}", 'JSON overrides of the model config, e.g. \'{"filters": [8, 8, 8, 8]}\'.')
+    flags.DEFINE_integer("sample_rate", None, "Resample the data to this rate; default: the model config's.")
+    flags.DEFINE_float("clip_seconds", _DATA.clip_seconds, "Length of each training clip.")
+    flags.DEFINE_float("validation_fraction", _DATA.validation_fraction, "Share of labels held out for validation.")
+    flags.DEFINE_bool("augment", _DATA.augment, "Time stretch, pitch shift and noise on training clips.")
+    flags.DEFINE_float("time_stretch", _DATA.time_stretch, "Maximum relative time stretch (0 disables).")
+    flags.DEFINE_float("pitch_shift_semitones", _DATA.pitch_shift_semitones, "Maximum pitch shift (0 disables).")
+    flags.DEFINE_float("noise_stddev", _DATA.noise_stddev, "Standard deviation of added noise (0 disables).")
+    flags.DEFINE_integer("seed", _DATA.seed, "Seed of the split, clips and augmentation.")
+    flags.DEFINE_integer("steps", _TRAIN.steps, "Total training steps.")
+    flags.DEFINE_integer("batch_size", _TRAIN.batch_size, "Global batch size.")
+    flags.DEFINE_float("learning_rate", _TRAIN.learning_rate, "Adam's learning rate.")
+    flags.DEFINE_integer("checkpoint_every", _TRAIN.checkpoint_every, "Steps between checkpoints.")
+    flags.DEFINE_integer("summary_every", _TRAIN.summary_every, "Steps between TensorBoard scalars.")
+    flags.DEFINE_integer("validation_every", _TRAIN.validation_every, "Steps between validation passes.")
+    flags.DEFINE_enum("strategy", _TRAIN.strategy, ["default", "mirrored", "multi_worker_mirrored"],
+                      "tf.distribute strategy; multi_worker_mirrored reads TF_CONFIG.")
+    flags.DEFINE_integer("cpu_devices", _TRAIN.cpu_devices, "Split the CPU into this many logical devices.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -84,6 +89,7 @@ def main(argv: list[str]) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
+    _define_flags()
     cli.run(main, argv)
 
 

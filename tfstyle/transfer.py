@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tfstyle import audio_io, cli, configs, fileutil, losses, registry, spectral_ops
+from tfstyle import audio_io, cli, configs, fileutil, losses, spectral_ops
 from tfstyle.errors import InputError
 
 LOSS_NAMES = ("total_loss", "style_loss", "content_loss", "tv_loss", "l2_loss")
@@ -189,31 +189,36 @@ def _parse_layer_weights(text: str, flag_name: str) -> tuple[tuple[str, float], 
 
 _DEFAULTS = configs.TransferConfig()
 
-flags.DEFINE_string("content", None, "Audio file whose content (what is said or played) to keep.")
-flags.DEFINE_string("style", None, "Audio file whose style (voice, timbre, texture) to impose.")
-flags.DEFINE_string("output", None, "Output .wav path; a .png and a .json are written beside it.")
-flags.DEFINE_string("model", "random_cnn", "Zoo model giving the features (see tfstyle.list_models()), resolved to "
-                    "its newest shipped SavedModel, or the path of a SavedModel version folder.")
-flags.DEFINE_string("model_dir", None, "A training run (python -m tfstyle.train) whose model to use; "
-                    "overrides --model, --sample_rate and the STFT flags.")
-flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
-flags.DEFINE_integer("sample_rate", None, "Work at this rate (Hz); default: the content file's own rate.")
-flags.DEFINE_integer("frame_length", spectral_ops.FRAME_LENGTH, "STFT window (and FFT) length in samples.")
-flags.DEFINE_integer("frame_step", spectral_ops.FRAME_STEP, "STFT hop in samples.")
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's initial learning rate.")
-flags.DEFINE_float("learning_rate_decay", _DEFAULTS.learning_rate_decay,
-                   "Factor the learning rate decays by over the whole run.")
-flags.DEFINE_enum("init", _DEFAULTS.init, ["content", "noise"], "Start from the content spectrogram or from noise.")
-flags.DEFINE_float("content_weight", _DEFAULTS.content_weight, "Content loss weight; 0 = style only.")
-flags.DEFINE_float("style_weight", _DEFAULTS.style_weight, "Style loss weight.")
-flags.DEFINE_string("content_layers", "", "Content layers as name:weight,...; default: every feature layer.")
-flags.DEFINE_string("style_layers", "", "Style layers as name:weight,...; default: every feature layer.")
-flags.DEFINE_enum("gram_over", _DEFAULTS.gram_over, ["time", "time_frequency"], "Axes the Gram matrix sums over.")
-flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight, "Total-variation penalty weight.")
-flags.DEFINE_float("l2_weight", _DEFAULTS.l2_weight, "L2 magnitude penalty weight.")
-flags.DEFINE_integer("griffin_lim_iters", _DEFAULTS.griffin_lim_iters, "Griffin-Lim iterations.")
-flags.DEFINE_float("griffin_lim_momentum", _DEFAULTS.griffin_lim_momentum, "Griffin-Lim momentum (0 = classic).")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the noise init and of Griffin-Lim's initial phase.")
+def _define_flags() -> None:
+    # Defined when the module runs as a command, not on import: the commands share flag names, and tests
+    # import several of them as libraries.
+    flags.DEFINE_string("content", None, "Audio file whose content (what is said or played) to keep.")
+    flags.DEFINE_string("style", None, "Audio file whose style (voice, timbre, texture) to impose.")
+    flags.DEFINE_string("output", None, "Output .wav path; a .png and a .json are written beside it.")
+    flags.DEFINE_string("model", "random_cnn", "Zoo model giving the features (see tfstyle.list_models()), resolved to "
+                        "its newest shipped SavedModel, or the path of a SavedModel version folder.")
+    flags.DEFINE_string("model_dir", None, "A training run (python -m tfstyle.train) whose model to use; "
+                        "overrides --model, --sample_rate and the STFT flags.")
+    flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
+    flags.DEFINE_integer("sample_rate", None, "Work at this rate (Hz); default: the content file's own rate.")
+    flags.DEFINE_integer("frame_length", spectral_ops.FRAME_LENGTH, "STFT window (and FFT) length in samples.")
+    flags.DEFINE_integer("frame_step", spectral_ops.FRAME_STEP, "STFT hop in samples.")
+    flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's initial learning rate.")
+    flags.DEFINE_float("learning_rate_decay", _DEFAULTS.learning_rate_decay,
+                       "Factor the learning rate decays by over the whole run.")
+    flags.DEFINE_enum("init", _DEFAULTS.init, ["content", "noise"], "Start from the content spectrogram or from noise.")
+    flags.DEFINE_float("content_weight", _DEFAULTS.content_weight, "Content loss weight; 0 = style only.")
+    flags.DEFINE_float("style_weight", _DEFAULTS.style_weight, "Style loss weight.")
+    flags.DEFINE_string("content_layers", "", "Content layers as name:weight,...; default: every feature layer.")
+    flags.DEFINE_string("style_layers", "", "Style layers as name:weight,...; default: every feature layer.")
+    flags.DEFINE_enum("gram_over", _DEFAULTS.gram_over, ["time", "time_frequency"], "Axes the Gram matrix sums over.")
+    flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight, "Total-variation penalty weight.")
+    flags.DEFINE_float("l2_weight", _DEFAULTS.l2_weight, "L2 magnitude penalty weight.")
+    flags.DEFINE_integer("griffin_lim_iters", _DEFAULTS.griffin_lim_iters, "Griffin-Lim iterations.")
+    flags.DEFINE_float("griffin_lim_momentum", _DEFAULTS.griffin_lim_momentum, "Griffin-Lim momentum (0 = classic).")
+    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the noise init and of Griffin-Lim's initial phase.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -244,28 +249,14 @@ def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: i
 
 
 def _load_model():
-    """(name, model) from --model_dir (a training run), --model=PATH (a SavedModel) or --model=NAME.
-
-    A zoo name resolves to the newest shipped SavedModel in saved_models/NAME/ when there is one; the random CNN
-    is always built in memory (it is the same function, and the in-memory one keeps its filters between steps).
-    """
-    from tfstyle import export  # Deferred: SavedModel machinery is not needed for the random CNN.
-
+    """(name, model) from --model_dir (a training run), else --model (see export.load_model)."""
     if FLAGS.model_dir:
-        from tfstyle import train_lib
+        from tfstyle import train_lib  # Deferred: training machinery is not needed otherwise.
 
         return train_lib.load_trained_model(FLAGS.model_dir)
-    if os.sep in FLAGS.model or os.path.isdir(FLAGS.model):
-        loaded = export.LoadedModel(FLAGS.model)
-        return loaded.name, loaded
-    registry.lookup(FLAGS.model)
-    shipped = export.shipped_model_path(FLAGS.model) if FLAGS.model != "random_cnn" else None
-    if shipped:
-        return FLAGS.model, export.LoadedModel(shipped)
-    if FLAGS.model != "random_cnn":
-        print(f"tfstyle: warning: no shipped {FLAGS.model}; using untrained weights (pass --model_dir=RUN or "
-              "--model=saved_models/NAME/VERSION)", file=sys.stderr)
-    return FLAGS.model, registry.build_model(FLAGS.model)
+    from tfstyle import export  # Deferred: SavedModel machinery is not needed for the random CNN.
+
+    return export.load_model(FLAGS.model, untrained_ok=True)
 
 
 def main(argv: list[str]) -> None:
@@ -374,6 +365,7 @@ def main(argv: list[str]) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
+    _define_flags()
     cli.run(main, argv)
 
 
