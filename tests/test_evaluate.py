@@ -1,0 +1,62 @@
+import json
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfstyle import evaluate
+from conftest import run_command
+from test_data import write_clips
+from test_export import exported  # noqa: F401  (fixture)
+from test_transfer import assert_one_line_usage_error
+
+
+def test_gram_cosines_match_explicit_grams(rng):
+    matrices = [rng.random((t, 6)).astype(np.float32) for t in (3, 5, 4)]
+    grams = [m.T @ m / len(m) for m in matrices]
+    expected = np.array([[np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)) for b in grams] for a in grams])
+    np.testing.assert_allclose(evaluate.gram_cosine_similarities([tf.constant(m) for m in matrices]), expected,
+                               rtol=1e-5)
+
+
+def test_identification_accuracy_counts_nearest_references():
+    labels = ["a", "a", "b", "b", "c", "c"]
+    is_query = np.array([False, True, False, True, False, True])
+    similarity = np.eye(6)
+    similarity[1, 0] = similarity[3, 2] = 0.9  # a and b queries find their own references
+    similarity[5, 0] = 0.9  # the c query finds an a reference
+    assert evaluate.identification_accuracy(similarity, labels, is_query) == pytest.approx(2 / 3)
+    assert evaluate.identification_accuracy(similarity, labels, is_query, {"a", "b"}) == 1.0
+
+
+def test_regression_scores():
+    target = np.array([[1.0, 2.0], [2.0, 0.0], [3.0, 1.0]])
+    assert evaluate.regression_scores(target, target) == {"r2": 1.0, "cosine": pytest.approx(1.0), "mae": 0.0}
+    mean_only = evaluate.regression_scores(np.tile(target.mean(0), (3, 1)), target)
+    assert mean_only["r2"] == pytest.approx(0.0) and mean_only["mae"] > 0
+
+
+@pytest.mark.parametrize("name, sections", [("conv_ae", {"identification", "reconstruction"}),
+                                            ("conv_vae", {"identification", "content"}),
+                                            ("style_encoder", {"style"})])
+def test_evaluate_cli_on_a_saved_model(name, sections, exported, tmp_path):  # noqa: F811
+    write_clips(tmp_path / "data", speakers=("s1", "s2", "s3", "s4", "s5"), per_speaker=4)
+    _, path = exported[name]
+    completed = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={path}",
+                             f"--data_dir={tmp_path / 'data'}", "--validation_fraction=0.4",
+                             f"--output={tmp_path / 'report.json'}"])
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report == json.loads((tmp_path / "report.json").read_text())
+    assert sections <= set(report) and report["model"] == name
+    if "identification" in report:
+        first_layer = next(v for k, v in report["identification"].items() if isinstance(v, dict))
+        assert 0.0 <= first_layer["accuracy_5_labels"] <= 1.0 and "accuracy_4_labels" in first_layer
+    if "style" in report:
+        assert report["style"]["r2"] <= 1.0 and report["style"]["mae"] >= 0.0
+
+
+def test_evaluate_bad_input(tmp_path):
+    completed = run_command([sys.executable, "-m", "tfstyle.evaluate", "--model=conv_ae", "--data_dir=/no/data"])
+    assert_one_line_usage_error(completed, "data folder does not exist")
