@@ -62,9 +62,9 @@ def style_wav(tmp_path):
     return str(path)
 
 
-def run_command(args, **kwargs):
+def run_command(args, env_overrides=None, **kwargs):
     """Runs a command from the repository root, capturing text output."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env_overrides or {})}
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env, timeout=600, **kwargs)
 
 

@@ -87,7 +87,9 @@ def test_pipeline_skips_the_corrupt_file_and_yields_fixed_shape_batches(vctk):
     assert batch["log_magnitude"].shape == (4, 1 + 4000 // 64, 129)
     assert batch["label"].dtype == tf.int32
     validation = list(dataset.validation(4))
-    assert sum(b["label"].shape[0] for b in validation) == len(dataset.split.validation)
+    # Each 0.6 s validation file gives two 0.5 s clips (the second zero-padded).
+    assert sum(b["label"].shape[0] for b in validation) == 2 * len(dataset.split.validation)
+    assert all(b["waveform"].shape[1:] == (4000,) for b in validation)
     # Filling the shuffle buffer read every training file and the pass above every validation file.
     assert [p for p in dataset.skipped if p.endswith("broken.wav")]
 

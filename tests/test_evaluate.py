@@ -32,7 +32,8 @@ def test_identification_accuracy_counts_nearest_references():
 
 def test_regression_scores():
     target = np.array([[1.0, 2.0], [2.0, 0.0], [3.0, 1.0]])
-    assert evaluate.regression_scores(target, target) == {"r2": 1.0, "cosine": pytest.approx(1.0), "mae": 0.0}
+    assert evaluate.regression_scores(target, target) == {"r2": 1.0, "r2_variance_weighted": 1.0,
+                                                          "cosine": pytest.approx(1.0), "mae": 0.0, "examples": 3}
     mean_only = evaluate.regression_scores(np.tile(target.mean(0), (3, 1)), target)
     assert mean_only["r2"] == pytest.approx(0.0) and mean_only["mae"] > 0
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import sys
 
 import numpy as np
@@ -66,6 +67,18 @@ def test_mirrored_strategy_on_two_logical_cpus(speech_dir, tmp_path):
                       "--cpu_devices=2")
     assert completed.returncode == 0, completed.stderr
     assert "with 2 replica(s)" in completed.stderr
+    assert json.loads(completed.stdout)["step"] == 2
+
+
+def test_multi_worker_strategy_reads_tf_config(speech_dir, tmp_path):
+    with socket.socket() as probe:  # a free loopback port for the one worker of this cluster
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    completed = run_command([sys.executable, "-m", "tfstyle.train",
+                             *tiny_flags("conv_ae", speech_dir, tmp_path / "run", steps=2),
+                             "--strategy=multi_worker_mirrored"], env_overrides={"TF_CONFIG": json.dumps(tf_config)})
+    assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["step"] == 2
 
 

@@ -174,6 +174,8 @@ class DataConfig:
         data_dir: the dataset folder.
         layout: "auto", "folder", "vctk", "gtzan" or "manifest".
         manifest: CSV with `path` and a label column, for the manifest layout.
+        label_column: manifest column whose values the split keeps disjoint ("" picks speaker_id, speaker, label,
+            genre or instrument, the first the CSV has).
         sample_rate: files are resampled to this rate (Hz).
         clip_seconds: length of each training clip.
         frame_length / frame_step: STFT window and hop in samples.
@@ -188,6 +190,7 @@ class DataConfig:
     data_dir: str = ""
     layout: str = "auto"
     manifest: str = ""
+    label_column: str = ""
     sample_rate: int = 16000
     clip_seconds: float = 1.0
     frame_length: int = 2048

@@ -10,7 +10,7 @@ Layouts (`DataConfig.layout`):
 Each file is decoded and resampled once (any format tfstyle.audio_io reads) and cached; unreadable files are skipped
 with a warning and counted. Every step then draws a random clip of `clip_seconds` from a random file, augments it
 (time stretch, pitch shift, Gaussian noise; each switchable) and computes its log-magnitude STFT, all in the graph.
-Elements are dicts: {"waveform": [samples], "log_magnitude": [frames, bins], "label": int32}.
+Batches are dicts: {"waveform": [batch, samples], "log_magnitude": [batch, frames, bins], "label": [batch] int32}.
 """
 
 import csv
@@ -61,27 +61,34 @@ def _labelled_by_first_folder(root: str) -> list[AudioFile]:
     return files
 
 
-def _read_manifest(manifest: str) -> list[AudioFile]:
+def _read_manifest(manifest: str, label_column: str = "") -> list[AudioFile]:
     if not os.path.isfile(manifest):
         raise InputError(f"manifest not found: {manifest}")
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f))
     columns = rows[0].keys() if rows else ()
-    label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
+    if label_column and label_column not in columns:
+        raise InputError(f"{manifest}: no column {label_column!r}; it has {', '.join(columns)}")
+    label_column = label_column or next((c for c in _LABEL_COLUMNS if c in columns), None)
     if "path" not in columns or label_column is None:
         raise InputError(f"{manifest}: needs a 'path' column and one of {', '.join(_LABEL_COLUMNS)}")
     folder = os.path.dirname(os.path.abspath(manifest))
     return [AudioFile(os.path.join(folder, row["path"]), row[label_column]) for row in rows]
 
 
-def list_audio_files(data_dir: str, *, layout: str = "auto", manifest: str | None = None) -> list[AudioFile]:
-    """Every audio file of a dataset with its label, in a stable order; InputError if there are none."""
+def list_audio_files(data_dir: str, *, layout: str = "auto", manifest: str | None = None,
+                     label_column: str = "") -> list[AudioFile]:
+    """Every audio file of a dataset with its label, in a stable order; InputError if there are none.
+
+    `label_column` picks the manifest column the split keeps disjoint (default: the first of speaker_id, speaker,
+    label, genre, instrument that the CSV has), e.g. melody_id for a melody-disjoint split.
+    """
     if layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
     if layout == "manifest" or (layout == "auto" and manifest):
         if not manifest:
             raise InputError("layout 'manifest' needs --manifest=FILE.csv")
-        files = _read_manifest(manifest)
+        files = _read_manifest(manifest, label_column)
     else:
         if not os.path.isdir(data_dir):
             raise InputError(f"data folder does not exist: {data_dir}")
@@ -291,7 +298,8 @@ class AudioDataset:
 
     def __init__(self, config: configs.DataConfig):
         self.config = config
-        files = list_audio_files(config.data_dir, layout=config.layout, manifest=config.manifest or None)
+        files = list_audio_files(config.data_dir, layout=config.layout, manifest=config.manifest or None,
+                                 label_column=config.label_column)
         self.split = split_files(files, validation_fraction=config.validation_fraction, seed=config.seed)
         self._decoder = _DecodeCounter(config.sample_rate)
         self._cache = {}
@@ -333,16 +341,19 @@ class AudioDataset:
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def validation(self, batch_size: int) -> tf.data.Dataset:
-        """One pass over the validation files: the first clip of each, no augmentation."""
+        """One pass over the validation files, cut into consecutive clips (the last one zero-padded); no
+        augmentation."""
         length = clip_samples(self.config)
 
-        def first_clip(element):
-            waveform = tf.pad(element["waveform"], [[0, tf.maximum(length - tf.shape(element["waveform"])[0], 0)]])
-            return waveform[:length], element["label"]
+        def clips(element):
+            waveform = element["waveform"]
+            waveform = tf.pad(waveform, [[0, tf.maximum(length - tf.shape(waveform)[0], 0)]])
+            pieces = tf.signal.frame(waveform, length, length, pad_end=True)
+            return tf.data.Dataset.from_tensor_slices((pieces, tf.fill([tf.shape(pieces)[0]], element["label"])))
 
         def make(waveforms, labels):
             waveforms.set_shape([None, length])
             return _examples(waveforms, labels, self.config)
 
-        dataset = self._cached("validation").map(first_clip, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = self._cached("validation").flat_map(clips)
         return dataset.batch(batch_size).map(make, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

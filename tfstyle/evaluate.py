@@ -122,14 +122,17 @@ def _reconstruction(model, batches) -> dict:
 
 
 def regression_scores(predicted: np.ndarray, target: np.ndarray) -> dict:
-    """R^2 (per feature, averaged), mean cosine similarity of the vectors, and MAE."""
+    """R^2 (per feature, then averaged; and variance-weighted, which near-constant features cannot swamp), mean
+    cosine similarity of the vectors, and MAE."""
     residual = np.sum((target - predicted) ** 2, axis=0)
     total = np.sum((target - target.mean(axis=0)) ** 2, axis=0)
     varying = total > 1e-12
     cosine = np.sum(predicted * target, axis=1) / np.maximum(
         np.linalg.norm(predicted, axis=1) * np.linalg.norm(target, axis=1), 1e-12)
-    return {"r2": float(np.mean(1.0 - residual[varying] / total[varying])), "cosine": float(np.mean(cosine)),
-            "mae": float(np.mean(np.abs(target - predicted)))}
+    return {"r2": float(np.mean(1.0 - residual[varying] / total[varying])),
+            "r2_variance_weighted": float(1.0 - residual[varying].sum() / total[varying].sum()),
+            "cosine": float(np.mean(cosine)), "mae": float(np.mean(np.abs(target - predicted))),
+            "examples": int(target.shape[0])}
 
 
 def _style_scores(model, batches, signal: dict) -> dict:
@@ -159,11 +162,16 @@ def _content_cosine(model, batches) -> dict:
     return {"cosine": float(np.mean(similarities))}
 
 
-def evaluate(model_name: str, model, data_config, *, subset_size: int = 4) -> dict:
-    """The report for `model` (in-memory zoo model or LoadedModel) on the data of `data_config`."""
+def evaluate(model_name: str, model, data_config, *, subset_size: int = 4, identify_column: str = "") -> dict:
+    """The report for `model` (in-memory zoo model or LoadedModel) on the data of `data_config`.
+
+    Held-out clips come from the split of `data_config` (its label_column); identification groups files by
+    `identify_column` of a manifest instead, when given (e.g. split by melody, identify the instrument).
+    """
     signal = {k: getattr(data_config, k) for k in ("sample_rate", "frame_length", "frame_step")}
     files = data.list_audio_files(data_config.data_dir, layout=data_config.layout,
-                                  manifest=data_config.manifest or None)
+                                  manifest=data_config.manifest or None,
+                                  label_column=identify_column or data_config.label_column)
     report = {"model": model_name, "data_dir": data_config.data_dir, **signal}
     if model_name != "style_encoder":  # its only "layer" is a clip-level vector, no Gram to take
         report["identification"] = _speaker_identification(model, files, signal, subset_size)
@@ -184,6 +192,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Dataset folder (layouts as for training).")
     flags.DEFINE_enum("layout", "auto", list(data.LAYOUTS), "How the dataset folder is organised.")
     flags.DEFINE_string("manifest", "", "CSV with path and label columns (layout 'manifest').")
+    flags.DEFINE_string("label_column", "", "Manifest column the split keeps disjoint (e.g. melody_id).")
+    flags.DEFINE_string("identify_column", "", "Manifest column to identify by (default: --label_column's).")
     flags.DEFINE_float("validation_fraction", 0.3, "Held-out share of labels; the training recipe's value.")
     flags.DEFINE_integer("seed", 0, "Seed of the split; the training recipe's value.")
     flags.DEFINE_integer("subset_size", 4, "Also report identification averaged over every subset of this many labels.")
@@ -204,9 +214,11 @@ def main(argv: list[str]) -> None:
     signal = model.signal_config() if hasattr(model, "signal_config") else {
         "sample_rate": 16000, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
     data_config = configs.DataConfig(data_dir=FLAGS.data_dir, layout=FLAGS.layout, manifest=FLAGS.manifest,
+                                     label_column=FLAGS.label_column,
                                      validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed, augment=False,
                                      **signal)
-    report = evaluate(model_name, model, data_config, subset_size=FLAGS.subset_size)
+    report = evaluate(model_name, model, data_config, subset_size=FLAGS.subset_size,
+                      identify_column=FLAGS.identify_column)
     text = json.dumps(report, indent=2)
     if FLAGS.output:
         from tfstyle import fileutil

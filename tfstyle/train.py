@@ -26,6 +26,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "Where config.json, checkpoints and TensorBoard events go.")
     flags.DEFINE_enum("layout", _DATA.layout, list(data.LAYOUTS), "How the dataset folder is organised.")
     flags.DEFINE_string("manifest", "", "CSV with path and label columns (layout 'manifest').")
+    flags.DEFINE_string("label_column", "", "Manifest column the split keeps disjoint (e.g. melody_id).")
     flags.DEFINE_string("model_config", "{}", 'JSON overrides of the model config, e.g. \'{"filters": [8, 8, 8, 8]}\'.')
     flags.DEFINE_integer("sample_rate", None, "Resample the data to this rate; default: the model config's.")
     flags.DEFINE_float("clip_seconds", _DATA.clip_seconds, "Length of each training clip.")
@@ -69,6 +70,7 @@ def experiment_from_flags() -> train_lib.ExperimentConfig:
         {**dataclasses.asdict(spec.config_class()), **overrides}))
     data_config = configs.DataConfig(
         data_dir=FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest,
+        label_column=FLAGS.label_column,
         sample_rate=model_config.sample_rate, frame_length=model_config.frame_length,
         frame_step=model_config.frame_step, clip_seconds=FLAGS.clip_seconds,
         validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed, augment=FLAGS.augment,
