@@ -34,9 +34,10 @@ def test_style_loss_forms_agree(frames, style_frames, channels, rng):
     x = rng.standard_normal((1, frames, channels)).astype(np.float32)
     s = rng.standard_normal((1, style_frames, channels)).astype(np.float32)
     expected = np.sum((numpy_gram(x, "time") - numpy_gram(s, "time")) ** 2) / np.sum(numpy_gram(s, "time") ** 2)
-    for positions in (None, frames):  # None forces the explicit form
-        target = losses.StyleTarget(s, positions=positions)
-        assert (target.gram is None) == (positions is not None and frames + style_frames < channels)
+    for positions, explicit in ((None, False), (frames, False), (frames, True)):  # None: the Gram is needed
+        target = losses.StyleTarget(s, positions=positions, explicit=explicit)
+        kernel_form = positions is not None and not explicit and frames + style_frames < channels
+        assert (target.gram is None) == kernel_form
         assert float(losses.style_loss(x, target)) == pytest.approx(expected, rel=1e-4)
 
 

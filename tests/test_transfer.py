@@ -184,3 +184,27 @@ def test_console_script_matches_module(content_wav, tmp_path):
                              f"--output={tmp_path / 'o.wav'}"])
     assert_one_line_usage_error(completed, "x.wav: no such file")
     assert_one_line_usage_error(run_command([script, "transfrom"]), "unknown command 'transfrom'")
+
+
+def test_bfloat16_path_matches_the_float32_path(problem):
+    model, content, style = problem
+    results = {precision: transfer.transfer_spectrogram(
+        model, content, style, configs.TransferConfig(steps=20, precision=precision)) for precision in
+        ("float32", "bfloat16")}
+    float32, bfloat16 = (results[p].history for p in ("float32", "bfloat16"))
+    assert bfloat16[-1]["style_loss"] == pytest.approx(float32[-1]["style_loss"], rel=0.05)
+    assert bfloat16[0]["style_loss"] != float32[0]["style_loss"]  # it really ran in another precision
+    model.use_bfloat16_matmuls(False)
+
+
+def test_lbfgs_lowers_the_loss_within_bounds(problem):
+    model, content, style = problem
+    config = configs.TransferConfig(steps=15, optimizer="lbfgs", precision="float32")
+    result = transfer.transfer_spectrogram(model, content, style, config)
+    assert 2 <= len(result.history) <= 16
+    assert result.history[0]["style_loss"] == pytest.approx(
+        transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=1, precision="float32"))
+        .history[0]["style_loss"], rel=1e-5)
+    assert result.history[-1]["style_loss"] < result.history[0]["style_loss"] / 3
+    ceiling = max(float(tf.reduce_max(content)), float(tf.reduce_max(style)))
+    assert result.log_magnitude.min() >= 0.0 and result.log_magnitude.max() <= ceiling + 1e-5

@@ -11,6 +11,7 @@ import time
 from typing import Callable, Sequence
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from tfstyle.errors import InputError
 
@@ -77,6 +78,7 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     # TensorFlow's INFO lines (device placement, strategy set-up) would bury ours; warnings still show.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint "sharding callback" INFO lines
     app.run(guarded_main, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
 
 

@@ -233,6 +233,11 @@ class TransferConfig:
         griffin_lim_iters: phase-retrieval iterations for the output waveform.
         griffin_lim_momentum: 0.99 is fast Griffin-Lim, 0 the classic algorithm.
         seed: seeds the noise init and Griffin-Lim's initial phase.
+        optimizer: "adam", or "lbfgs" (scipy's L-BFGS-B with the valid range as bounds; `steps` iterations).
+        precision: "float32", "bfloat16" (matmuls of models that offer it, e.g. the random CNN) or "auto"
+            (bfloat16 where a quick probe finds it faster on this machine).
+        explicit_gram: always form the channels x channels Gram matrices (the original formulation, slower; the
+            default takes the cheaper exact form, see tfstyle.losses.StyleTarget).
     """
 
     steps: int = 100
@@ -249,9 +254,16 @@ class TransferConfig:
     griffin_lim_iters: int = 100
     griffin_lim_momentum: float = 0.99
     seed: int = 0
+    optimizer: str = "adam"
+    precision: str = "auto"
+    explicit_gram: bool = False
 
     def __post_init__(self):
         _require_positive(self, "steps")
+        if self.optimizer not in ("adam", "lbfgs"):
+            raise InputError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise InputError(f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}")
         if self.init not in ("content", "noise"):
             raise InputError(f"init must be 'content' or 'noise', got {self.init!r}")
         if self.gram_over not in ("time", "time_frequency"):

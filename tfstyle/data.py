@@ -145,8 +145,9 @@ class _DecodeCounter:
                 raise InputError(f"{path}: silent")
             return waveform.numpy(), True
         except InputError as e:
-            logging.warning("skipping unreadable audio file: %s", e)
-            self.skipped.append(path)
+            if path not in self.skipped:  # a partial first pass (a preview batch) may read a file twice
+                logging.warning("skipping unreadable audio file: %s", e)
+                self.skipped.append(path)
             return np.zeros([0], np.float32), False
 
 

@@ -59,15 +59,18 @@ class StyleTarget:
         over: as for `gram_matrix`.
         positions: positions of the maps the loss will be evaluated on, if known; lets the C x C target Gram be
             skipped when the cheaper form will always be used.
+        explicit: always use the C x C Gram form (the original formulation; for reference measurements).
     """
 
-    def __init__(self, style_features: tf.Tensor, *, over: str = "time", positions: int | None = None):
+    def __init__(self, style_features: tf.Tensor, *, over: str = "time", positions: int | None = None,
+                 explicit: bool = False):
         self.over = over
+        self.explicit = explicit  # always the C x C form: the original formulation, kept as a reference
         self.matrix = positions_by_channels(style_features, over)
         style_positions, channels = self.matrix.shape[1], self.matrix.shape[2]
         self.scale = 1.0 / float(style_positions)
         self.gram = None
-        if positions is None or not _kernel_form_is_cheaper(positions, style_positions, channels):
+        if explicit or positions is None or not _kernel_form_is_cheaper(positions, style_positions, channels):
             self.gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
         # ||G(S)||^2 normalises the loss; computed in whichever form is cheaper.
         if _kernel_form_is_cheaper(style_positions, style_positions, channels):
@@ -102,7 +105,7 @@ def style_loss(features: tf.Tensor, target: StyleTarget) -> tf.Tensor:
     matrix = positions_by_channels(features, target.over)
     positions, channels = matrix.shape[1], matrix.shape[2]
     denominator = tf.maximum(target.gram_norm_squared, 1e-12)
-    if target.gram is None or (positions is not None and
+    if target.gram is None or (not target.explicit and positions is not None and
                                _kernel_form_is_cheaper(positions, target.matrix.shape[1], channels)):
         scale = 1.0 / tf.cast(tf.shape(matrix)[1], matrix.dtype)
         own = _squared_norm(tf.matmul(matrix, matrix, transpose_b=True)) * scale**2

@@ -12,6 +12,7 @@ writes out/violin_as_piano.wav (as long as the content clip), .png (content, sty
 """
 
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -35,7 +36,7 @@ class TransferResult:
 
     Attributes:
         log_magnitude: the optimised log1p-magnitude spectrogram, [frames, bins].
-        history: the losses before each step and after the last one, steps + 1 dicts of LOSS_NAMES -> float.
+        history: the losses at the start and after every step (L-BFGS: iteration), dicts of LOSS_NAMES -> float.
     """
 
     log_magnitude: np.ndarray
@@ -54,6 +55,21 @@ def _layer_weights(
     if any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
         raise InputError(f"{kind} layer weights must be >= 0 and not all 0, got {weights}")
     return weights
+
+
+@functools.lru_cache(maxsize=None)
+def bfloat16_matmuls_are_faster() -> bool:
+    """Whether this CPU runs bfloat16 matmuls at least 1.3x faster than float32 (a 0.2 s probe, done once)."""
+    timings = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.cast(tf.random.stateless_normal([512, 4096], seed=[0, 0]), dtype)
+        b = tf.cast(tf.random.stateless_normal([4096, 1024], seed=[0, 1]), dtype)
+        tf.matmul(a, b).numpy()
+        start = time.perf_counter()
+        for _ in range(3):
+            tf.matmul(a, b).numpy()
+        timings[dtype] = time.perf_counter() - start
+    return timings[tf.bfloat16] * 1.3 < timings[tf.float32]
 
 
 def transfer_spectrogram(
@@ -82,10 +98,16 @@ def transfer_spectrogram(
     style_weights = _layer_weights(config.style_layers, layer_names, "style")
     content_weights = _layer_weights(config.content_layers, layer_names, "content")
 
+    if hasattr(model, "use_bfloat16_matmuls"):
+        model(content)  # builds the filters for this bin count
+        model.use_bfloat16_matmuls(config.precision == "bfloat16" or (
+            config.precision == "auto" and bfloat16_matmuls_are_faster()))
+
     # Targets are constant across steps: computed once here, never inside the step.
     style_features = model.features(style)
     style_targets = {
-        name: losses.StyleTarget(style_features[name], over=config.gram_over, positions=content.shape[1])
+        name: losses.StyleTarget(style_features[name], over=config.gram_over, positions=content.shape[1],
+                                 explicit=config.explicit_gram)
         for name in style_weights
     }
     content_features = model.features(content)
@@ -123,6 +145,18 @@ def transfer_spectrogram(
         )
         return dict(zip(LOSS_NAMES, (total, style_loss, content_loss, tv_loss, l2_loss)))
 
+    minimise = _minimise_lbfgs if config.optimizer == "lbfgs" else _minimise_adam
+    history = minimise(compute_losses, spectrogram, ceiling, config, on_step)
+    return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history)
+
+
+def _check_finite(step_losses: dict[str, float], done: int) -> None:
+    if not np.isfinite(step_losses["total_loss"]):
+        raise InputError(f"optimisation diverged at step {done} (loss is {step_losses['total_loss']}); "
+                         "lower --learning_rate")
+
+
+def _minimise_adam(compute_losses, spectrogram: tf.Variable, ceiling: float, config, on_step) -> list[dict]:
     import keras  # Deferred: only the optimiser needs it here.
 
     schedule = keras.optimizers.schedules.ExponentialDecay(
@@ -142,14 +176,48 @@ def transfer_spectrogram(
     history = []
     for index in range(config.steps):
         step_losses = {name: float(value) for name, value in step().items()}
-        if not np.isfinite(step_losses["total_loss"]):
-            raise InputError(f"optimisation diverged at step {index + 1} (loss is {step_losses['total_loss']}); "
-                             "lower --learning_rate")
+        _check_finite(step_losses, index + 1)
         history.append(step_losses)
         if on_step is not None:
             on_step(index + 1, step_losses)
     history.append({name: float(value) for name, value in compute_losses(spectrogram).items()})
-    return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history)
+    return history
+
+
+def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, config, on_step) -> list[dict]:
+    """scipy's L-BFGS-B (the original method's optimiser) with [0, ceiling] as bounds instead of clipping."""
+    import scipy.optimize  # Deferred; scipy comes with librosa.
+
+    shape = spectrogram.shape
+
+    @tf.function
+    def losses_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            step_losses = compute_losses(x)
+        return step_losses, tape.gradient(step_losses["total_loss"], x)
+
+    latest = {}
+
+    def value_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        step_losses, gradient = losses_and_gradient(tf.constant(flat.reshape(shape), tf.float32))
+        latest.update({name: float(value) for name, value in step_losses.items()})
+        return float(latest["total_loss"]), gradient.numpy().ravel().astype(np.float64)
+
+    history = [{name: float(value) for name, value in compute_losses(spectrogram).items()}]
+
+    def after_iteration(flat: np.ndarray) -> None:
+        _check_finite(latest, len(history))
+        history.append(dict(latest))  # the line search's last evaluation is the accepted point
+        if on_step is not None:
+            on_step(len(history) - 1, history[-1])
+
+    result = scipy.optimize.minimize(
+        value_and_gradient, spectrogram.numpy().ravel().astype(np.float64), jac=True, method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(0.0, ceiling), callback=after_iteration,
+        options={"maxiter": config.steps, "maxfun": 2 * config.steps + 20})
+    spectrogram.assign(result.x.reshape(shape).astype(np.float32))
+    return history
 
 
 def _spectrogram_figure(panels: list[tuple[str, np.ndarray]], *, sample_rate: int, frame_step: int) -> bytes:
@@ -216,6 +284,10 @@ def _define_flags() -> None:
     flags.DEFINE_float("l2_weight", _DEFAULTS.l2_weight, "L2 magnitude penalty weight.")
     flags.DEFINE_integer("griffin_lim_iters", _DEFAULTS.griffin_lim_iters, "Griffin-Lim iterations.")
     flags.DEFINE_float("griffin_lim_momentum", _DEFAULTS.griffin_lim_momentum, "Griffin-Lim momentum (0 = classic).")
+    flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, ["adam", "lbfgs"],
+                      "Adam with learning-rate decay, or L-BFGS-B (the original method's optimiser).")
+    flags.DEFINE_enum("precision", _DEFAULTS.precision, ["auto", "float32", "bfloat16"],
+                      "Matmul precision of the random CNN; auto picks bfloat16 where it is faster here.")
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the noise init and of Griffin-Lim's initial phase.")
 
 
@@ -238,6 +310,8 @@ def _config_from_flags() -> configs.TransferConfig:
         griffin_lim_iters=FLAGS.griffin_lim_iters,
         griffin_lim_momentum=FLAGS.griffin_lim_momentum,
         seed=FLAGS.seed,
+        optimizer=FLAGS.optimizer,
+        precision=FLAGS.precision,
     )
 
 

@@ -24,7 +24,11 @@ def random_kernel(shape, seed: int) -> tf.Tensor:
 
 
 def activations(log_magnitude: tf.Tensor, kernel: tf.Tensor, kernel_width: int) -> tf.Tensor:
-    """ReLU of the "same"-padded 1-D convolution over time of [batch, frames, bins] with a `random_kernel`."""
+    """ReLU of the "same"-padded 1-D convolution over time of [batch, frames, bins] with a `random_kernel`.
+
+    The matmul runs in the kernel's dtype (bfloat16 runs about twice as fast as float32 on CPUs with AVX512-BF16
+    or AMX); the activations come back as float32 either way.
+    """
     # The convolution as the one matmul it is: each output frame sees kernel_width input frames side by side.
     # One [frames, width * bins] x [width * bins, filters] product runs ~1.4x faster than tf.nn.conv1d here.
     before = (kernel_width - 1) // 2
@@ -32,7 +36,7 @@ def activations(log_magnitude: tf.Tensor, kernel: tf.Tensor, kernel_width: int) 
     windows = tf.signal.frame(padded, kernel_width, 1, axis=1)  # [batch, frames, width, bins]
     shape = tf.shape(windows)
     windows = tf.reshape(windows, [shape[0], shape[1], kernel_width * shape[3]])
-    return tf.nn.relu(tf.matmul(windows, kernel))
+    return tf.cast(tf.nn.relu(tf.matmul(tf.cast(windows, kernel.dtype), kernel)), tf.float32)
 
 
 @registry.register_model("random_cnn", configs.RandomCNNConfig)
@@ -56,6 +60,7 @@ class RandomCNN(keras.Model):
         self.n_filters = n_filters
         self.kernel_width = kernel_width
         self.seed = seed
+        self._bfloat16_kernel = None
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
@@ -66,7 +71,12 @@ class RandomCNN(keras.Model):
         )
 
     def call(self, log_magnitude):
-        return activations(log_magnitude, self.kernel, self.kernel_width)
+        kernel = self._bfloat16_kernel if self._bfloat16_kernel is not None else self.kernel
+        return activations(log_magnitude, kernel, self.kernel_width)
+
+    def use_bfloat16_matmuls(self, enabled: bool = True) -> None:
+        """Runs the convolution's matmul in bfloat16 (a copy of the filters is kept in that precision)."""
+        self._bfloat16_kernel = tf.cast(tf.convert_to_tensor(self.kernel), tf.bfloat16) if enabled else None
 
     def features(self, log_magnitude):
         """{"conv": activations [batch, frames, n_filters]} of log-magnitudes [batch, frames, bins]."""

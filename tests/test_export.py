@@ -1,0 +1,252 @@
+"""SavedModel export: files, versions, reload in a TensorFlow-only process, op hygiene, signatures, serving protos."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfstyle import configs, export, registry, spectral_ops
+from conftest import REPO, chirp, harmonic_tone, run_transfer
+from test_models import SIGNAL, TINY
+from test_transfer import assert_one_line_usage_error
+
+ALL_TINY = {**TINY, "random_cnn": dict(n_filters=16, kernel_width=5)}
+SAMPLE_RATE = SIGNAL["sample_rate"]
+
+# Run in a fresh interpreter that imports TensorFlow only: custom ops (tensorflow-io) or tfstyle code inside a
+# SavedModel would fail here, as they would in TF Serving.
+TF_ONLY_CHECK = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+path, inputs_path, outputs_path = sys.argv[1:4]
+denylist = {"ReadFile", "WriteFile", "PrintV2", "Print", "PyFunc", "EagerPyFunc"}
+proto = saved_model_pb2.SavedModel()
+with open(path + "/saved_model.pb", "rb") as f:
+    proto.ParseFromString(f.read())
+ops = set()
+for graph in proto.meta_graphs:
+    ops |= {node.op for node in graph.graph_def.node}
+    for function in graph.graph_def.library.function:
+        ops |= {node.op for node in function.node_def}
+functions = {f.signature.name for g in proto.meta_graphs for f in g.graph_def.library.function}
+unknown = sorted(op for op in ops if op_def_registry.get(op) is None and op not in functions)
+loaded = tf.saved_model.load(path)
+inputs = dict(np.load(inputs_path))
+outputs = {k: v.numpy() for k, v in loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+np.savez(outputs_path, **outputs)
+print(json.dumps({"unknown_ops": unknown, "denied_ops": sorted(ops & denylist),
+                  "foreign_modules": sorted(m for m in sys.modules if m.startswith(("tfstyle", "tensorflow_io")))}))
+"""
+
+
+def tiny_model(name):
+    config = registry.lookup(name).config_class(**(SIGNAL if name != "random_cnn" else {}), **ALL_TINY[name])
+    return registry.build_model(name, config), config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Each tiny model exported once: name -> (in-memory model, SavedModel path)."""
+    root = tmp_path_factory.mktemp("saved_models")
+    result = {}
+    for name in sorted(ALL_TINY):
+        model, config = tiny_model(name)
+        result[name] = (model, export.export_saved_model(name, model, config, str(root / name)))
+    return result
+
+
+def waveforms(rate=SAMPLE_RATE):
+    return np.stack([chirp(0.5, rate, f1=rate / 4), harmonic_tone(0.5, rate)])
+
+
+def expected_serving_output(name, model, waveform):
+    signal = model.signal_config() if hasattr(model, "signal_config") else {"frame_length": 2048, "frame_step": 512}
+    log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
+        waveform, frame_length=signal["frame_length"], frame_step=signal["frame_step"]))
+    if name == "random_cnn":
+        return {"embedding": tf.reduce_mean(model(log_magnitude), axis=1)}
+    if name == "style_encoder":
+        return {"embedding": model.encode(model.style_features(waveform))}
+    if name == "conv_vae":
+        return {"latent_mean": model.encode(log_magnitude)[0]}
+    return {"embedding": model.encode(log_magnitude)}
+
+
+def test_export_writes_integer_versions_atomically(exported, tmp_path):
+    model, path = exported["conv_ae"]
+    assert os.path.basename(path) == "1"
+    for part in ("saved_model.pb", "variables/variables.index", f"assets/{export.INFO_ASSET}"):
+        assert os.path.exists(os.path.join(path, part)), part
+    again = export.export_saved_model("conv_ae", model, tiny_model("conv_ae")[1], os.path.dirname(path))
+    assert os.path.basename(again) == "2"
+    assert sorted(os.listdir(os.path.dirname(path))) == ["1", "2"]  # no temporary folder left behind
+    info = json.load(open(os.path.join(path, "assets", export.INFO_ASSET)))
+    assert info["sample_rate"] == SAMPLE_RATE and info["frame_length"] == 256 and info["model"] == "conv_ae"
+    assert info["feature_layers"] == list(model.feature_layer_names)
+
+
+def test_random_cnn_export_holds_no_weights(exported):
+    _, path = exported["random_cnn"]
+    size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    assert size < 1_000_000
+
+
+@pytest.mark.parametrize("name", sorted(ALL_TINY))
+def test_reloads_in_a_tensorflow_only_process_with_core_ops_only(name, exported, tmp_path):
+    model, path = exported[name]
+    rate = SAMPLE_RATE if name != "random_cnn" else 22050
+    inputs = {"waveform": waveforms(rate)}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    completed = subprocess.run([sys.executable, "-c", TF_ONLY_CHECK, path, str(tmp_path / "inputs.npz"),
+                                str(tmp_path / "outputs.npz")], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report == {"unknown_ops": [], "denied_ops": [], "foreign_modules": []}
+    served = dict(np.load(tmp_path / "outputs.npz"))
+    expected = expected_serving_output(name, model, tf.constant(inputs["waveform"]))
+    assert sorted(served) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(served[key], expected[key], rtol=1e-4, atol=1e-4)
+
+
+SIGNATURES = {
+    "random_cnn": {"serving_default", "features"},
+    "conv_ae": {"serving_default", "features", "encode", "decode", "reconstruct"},
+    "dilated_conv_ae": {"serving_default", "features", "encode", "decode", "reconstruct"},
+    "seq2seq_lstm_ae": {"serving_default", "features", "encode", "decode", "reconstruct"},
+    "conv_vae": {"serving_default", "features", "encode", "decode", "reconstruct", "recombine"},
+    "style_encoder": {"serving_default", "features", "encode", "decode", "reconstruct"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_TINY))
+def test_signatures_are_as_documented_and_features_are_differentiable(name, exported):
+    model, path = exported[name]
+    loaded = export.LoadedModel(path)
+    assert set(loaded.saved_model.signatures) == SIGNATURES[name]
+    default = loaded.saved_model.signatures["serving_default"]
+    (spec,) = default.structured_input_signature[1].values()
+    assert spec.name == "waveform" and spec.dtype == tf.float32 and spec.shape.as_list() == [None, None]
+    features_spec = loaded.saved_model.signatures["features"].structured_input_signature[1]["log_magnitude"]
+    bins = loaded.info["bins"]
+    assert features_spec.shape.as_list() == [None, None, bins]
+    x = tf.Variable(tf.random.uniform([2, 12, bins], seed=1))
+    with tf.GradientTape() as tape:
+        features = loaded.features(x)
+        total = tf.add_n([tf.reduce_sum(tf.square(f)) for f in features.values()])
+    assert set(features) == set(loaded.feature_layer_names)
+    assert float(tf.reduce_max(tf.abs(tape.gradient(total, x)))) > 0
+
+
+@pytest.mark.parametrize("name", sorted(ALL_TINY))
+def test_predict_request_protos_fit_the_signature(name, exported):
+    """A tensorflow_serving PredictRequest as a client would build it names and types the inputs the signature
+    takes, and the signature runs on the tensors decoded from it."""
+    from tensorflow_serving.apis import predict_pb2
+
+    _, path = exported[name]
+    loaded = tf.saved_model.load(path)
+    signature = loaded.signatures["serving_default"]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["waveform"].CopyFrom(tf.make_tensor_proto(waveforms(22050 if name == "random_cnn" else 8000)))
+    specs = signature.structured_input_signature[1]
+    assert set(request.inputs) == set(specs)
+    for key, tensor_proto in request.inputs.items():
+        assert tf.dtypes.as_dtype(tensor_proto.dtype) == specs[key].dtype
+    outputs = signature(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+    assert all(np.all(np.isfinite(v)) for v in outputs.values())
+
+
+def test_broken_or_foreign_saved_models_are_one_line_errors(exported, tmp_path, content_wav, style_wav):
+    _, path = exported["conv_ae"]
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "saved_model.pb").write_bytes(open(os.path.join(path, "saved_model.pb"), "rb").read()[:100])
+    os.makedirs(half / "assets")
+    (half / "assets" / export.INFO_ASSET).write_text(open(os.path.join(path, "assets", export.INFO_ASSET)).read())
+    foreign = tmp_path / "foreign"
+    tf.saved_model.save(tf.Module(), str(foreign))
+    cases = {str(half): "cannot load SavedModel", str(foreign): "not one exported by tfstyle",
+             str(tmp_path / "empty_dir"): "no such SavedModel folder"}
+    for model, message in cases.items():
+        completed = run_transfer(f"--model={model}", f"--content={content_wav}", f"--style={style_wav}",
+                                 f"--output={tmp_path / 'out.wav'}", "--steps=1")
+        assert_one_line_usage_error(completed, message)
+
+
+def test_style_from_all_four_conv_ae_layers_optimises_stably(exported):
+    """The original work could not optimise with style beyond the first layer; per-layer normalisation must."""
+    from tfstyle import configs, transfer
+
+    _, path = exported["conv_ae"]
+    loaded = export.LoadedModel(path)
+    content = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(chirp(0.5, SAMPLE_RATE, f1=2000.0),
+                                                                     frame_length=256, frame_step=64))
+    style = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(harmonic_tone(0.5, SAMPLE_RATE),
+                                                                   frame_length=256, frame_step=64))
+    layers = tuple((f"conv{i}", 1.0) for i in range(1, 5))
+    result = transfer.transfer_spectrogram(loaded, content, style, configs.TransferConfig(steps=40, style_layers=layers))
+    totals = np.array([losses["total_loss"] for losses in result.history])
+    assert np.all(np.isfinite(totals))
+    assert totals[-1] < 0.5 * totals[0]
+    assert totals.max() <= totals[0] * 1.05  # no divergence on the way
+
+
+SHIPPED = sorted(d for d in os.listdir(os.path.join(REPO, "saved_models"))
+                 if os.path.isdir(os.path.join(REPO, "saved_models", d)))
+
+
+def test_the_whole_zoo_ships_and_models_config_lists_it():
+    assert SHIPPED == sorted(ALL_TINY)
+    with open(os.path.join(REPO, "saved_models", "models.config")) as f:
+        assert f.read() == export.models_config(os.path.join(REPO, "saved_models"))
+    size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(os.path.join(REPO, "saved_models"))
+               for f in files)
+    assert size < 50_000_000
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_serves_in_a_tensorflow_only_process(name, tmp_path):
+    path = export.shipped_model_path(name)
+    loaded = export.LoadedModel(path)
+    inputs = {"waveform": waveforms(loaded.info["sample_rate"])}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    completed = subprocess.run([sys.executable, "-c", TF_ONLY_CHECK, path, str(tmp_path / "inputs.npz"),
+                                str(tmp_path / "outputs.npz")], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {
+        "unknown_ops": [], "denied_ops": [], "foreign_modules": []}
+    served = dict(np.load(tmp_path / "outputs.npz"))
+    # The in-memory Keras model, rebuilt from the exported config and the SavedModel's own variables.
+    spec = registry.lookup(name)
+    model = registry.build_model(name, configs.from_json(spec.config_class, json.dumps(loaded.info["config"])))
+    if name != "random_cnn":
+        tf.train.Checkpoint(model=model).read(os.path.join(path, "variables", "variables")) \
+            .assert_existing_objects_matched().expect_partial()
+    expected = expected_serving_output(name, model, tf.constant(inputs["waveform"]))
+    assert sorted(served) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(served[key], value.numpy(), rtol=1e-4, atol=1e-4)
+    assert set(loaded.saved_model.signatures) == SIGNATURES[name]
+
+
+def test_readme_rest_request_body_fits_the_signature(exported):
+    """The README's REST :predict body (columnar "inputs") runs through serving_default as TF Serving would."""
+    body = json.loads(json.dumps({"signature_name": "serving_default",
+                                  "inputs": {"waveform": (0.1 * np.sin(np.arange(16000) / 10)).reshape(1, -1).tolist()}}))
+    _, path = exported["conv_ae"]
+    signature = tf.saved_model.load(path).signatures[body["signature_name"]]
+    outputs = signature(**{k: tf.constant(v, tf.float32) for k, v in body["inputs"].items()})
+    assert list(outputs) == ["embedding"] and outputs["embedding"].shape[0] == 1
