@@ -152,9 +152,9 @@ def main(argv):
     reference_flops = step_flops(frames, style.shape[0], bins, explicit=True)
     print(f"(b) one step, {FLAGS.seconds:g} s clip ({frames} frames x {bins} bins), original formulation "
           f"{reference_flops / 1e9:.0f} GFLOP")
-    step_times = {}
-    for name, (path_model, config) in paths.items():
-        step_times[name] = time_step(path_model, content, style, config)
+    step_times = {name: time_step(path_model, content, style, config)
+                  for name, (path_model, config) in paths.items()}
+    for name in paths:
         flops = step_flops(frames, style.shape[0], bins, explicit=name == "reference")
         rate = rates["bfloat16" if name == "bfloat16" else "float32"]
         print(f"    {name:>9}: {step_times[name]:6.3f} s/step, achieved {flops / step_times[name] / 1e9:6.1f} "

@@ -194,7 +194,7 @@ def test_bfloat16_path_matches_the_float32_path(problem):
     float32, bfloat16 = (results[p].history for p in ("float32", "bfloat16"))
     assert bfloat16[-1]["style_loss"] == pytest.approx(float32[-1]["style_loss"], rel=0.05)
     assert bfloat16[0]["style_loss"] != float32[0]["style_loss"]  # it really ran in another precision
-    model.use_bfloat16_matmuls(False)
+    assert model.uses_bfloat16_matmuls
 
 
 def test_lbfgs_lowers_the_loss_within_bounds(problem):

@@ -87,7 +87,7 @@ def transfer_spectrogram(
         content_log_magnitude: log1p |STFT| of the content clip, [frames, bins]; the result has this shape.
         style_log_magnitude: log1p |STFT| of the style clip, [style_frames, bins] (any length).
         config: optimisation settings.
-        on_step: called after every step with (steps done, losses before that step).
+        on_step: called after every step (L-BFGS: iteration) with (steps done, losses of that step).
 
     Returns:
         The optimised spectrogram and the loss history.
@@ -215,7 +215,9 @@ def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, co
     result = scipy.optimize.minimize(
         value_and_gradient, spectrogram.numpy().ravel().astype(np.float64), jac=True, method="L-BFGS-B",
         bounds=scipy.optimize.Bounds(0.0, ceiling), callback=after_iteration,
-        options={"maxiter": config.steps, "maxfun": 2 * config.steps + 20})
+        # No tolerance-based early stop: the relative losses have tiny gradients, and scipy's defaults would end
+        # the run after a handful of iterations. `steps` decides.
+        options={"maxiter": config.steps, "maxfun": 2 * config.steps + 20, "ftol": 0.0, "gtol": 0.0})
     spectrogram.assign(result.x.reshape(shape).astype(np.float32))
     return history
 
@@ -412,6 +414,7 @@ def main(argv: list[str]) -> None:
         "stft": stft_settings,
         "duration_s": round(int(content_wave.shape[0]) / sample_rate, 3),
         "settings": dataclasses.asdict(config),
+        "bfloat16_matmuls": getattr(model, "uses_bfloat16_matmuls", False),
         "loss_start": result.history[0],
         "loss_end": result.history[-1],
         "griffin_lim_spectral_convergence": convergence,

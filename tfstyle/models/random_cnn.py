@@ -74,6 +74,10 @@ class RandomCNN(keras.Model):
         kernel = self._bfloat16_kernel if self._bfloat16_kernel is not None else self.kernel
         return activations(log_magnitude, kernel, self.kernel_width)
 
+    @property
+    def uses_bfloat16_matmuls(self) -> bool:
+        return self._bfloat16_kernel is not None
+
     def use_bfloat16_matmuls(self, enabled: bool = True) -> None:
         """Runs the convolution's matmul in bfloat16 (a copy of the filters is kept in that precision)."""
         self._bfloat16_kernel = tf.cast(tf.convert_to_tensor(self.kernel), tf.bfloat16) if enabled else None
