@@ -2,8 +2,11 @@
 
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ import soundfile
 import tensorflow as tf
 
 from tfstyle import train_lib
-from conftest import run_command
+from conftest import REPO, run_command
 from test_data import write_clips
 from test_models import TINY
 from test_transfer import assert_one_line_usage_error
@@ -116,3 +119,25 @@ def test_transfer_with_a_trained_run(name, expect, speech_dir, tmp_path):
     audio, rate = soundfile.read(output)
     assert rate == 8000 and len(audio) == len(soundfile.read(content)[0]) and np.all(np.isfinite(audio))
     assert json.loads(output.with_suffix(".json").read_text())["model"] == name
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_from_it(speech_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    flags = tiny_flags("conv_ae", speech_dir, model_dir, steps=100000)
+    flags[flags.index("--checkpoint_every=2")] = "--checkpoint_every=100000"  # only the signal can save one
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "tfstyle.train", *flags], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # wait until the loop runs, then give it a few seconds of steps
+        if line.startswith("training conv_ae"):
+            break
+    time.sleep(8)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    interrupted_at = checkpoint_step(model_dir)
+    assert interrupted_at >= 1
+    resumed = train(*tiny_flags("conv_ae", speech_dir, model_dir, steps=interrupted_at + 2))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"from step {interrupted_at}" in resumed.stderr
+    assert json.loads(resumed.stdout)["trained_steps"] == 2

@@ -18,7 +18,7 @@ from tfstyle.errors import InputError
 USAGE_ERROR_STATUS = 2
 
 # Subcommand -> module with a `run(argv)` function.
-COMMANDS = {"evaluate": "tfstyle.evaluate", "export": "tfstyle.export", "train": "tfstyle.train", "transfer": "tfstyle.transfer"}
+COMMANDS = {name: f"tfstyle.{name}" for name in ("evaluate", "export", "train", "transfer")}
 
 
 def fail(message: str) -> None:
@@ -85,7 +85,8 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
 def main() -> None:
     """The `tfstyle` console script: dispatches `tfstyle COMMAND ...` to the command's module."""
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        given = f"unknown command {sys.argv[1]!r}; " if len(sys.argv) > 1 and sys.argv[1] not in ("-h", "--help") else ""
+        asked_for_help = len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help")
+        given = "" if asked_for_help else f"unknown command {sys.argv[1]!r}; "
         fail(f"{given}usage: tfstyle {{{','.join(COMMANDS)}}} [--flags]; see tfstyle COMMAND --help")
     command = sys.argv[1]
     module = importlib.import_module(COMMANDS[command])

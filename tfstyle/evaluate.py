@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from tfstyle import audio_io, cli, data, export, losses, spectral_ops
+from tfstyle import audio_io, cli, configs, data, export, fileutil, losses, spectral_ops
 from tfstyle.errors import InputError
 
 
@@ -208,7 +208,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("identify_column", "", "Manifest column to identify by (default: --label_column's).")
     flags.DEFINE_float("validation_fraction", 0.3, "Held-out share of labels; the training recipe's value.")
     flags.DEFINE_integer("seed", 0, "Seed of the split; the training recipe's value.")
-    flags.DEFINE_integer("subset_size", 4, "Also report identification averaged over every subset of this many labels.")
+    flags.DEFINE_integer("subset_size", 4, "Also report identification averaged over all subsets of this many labels.")
     flags.DEFINE_string("output", None, "Also write the report to this JSON file.")
 
 
@@ -221,8 +221,6 @@ def main(argv: list[str]) -> None:
         raise InputError("--model is required")
     if not FLAGS.data_dir and not FLAGS.manifest:
         raise InputError("--data_dir (or --manifest) is required")
-    from tfstyle import configs
-
     model_name, model = export.load_model(FLAGS.model)
     signal = model.signal_config() if hasattr(model, "signal_config") else {
         "sample_rate": 16000, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
@@ -234,8 +232,6 @@ def main(argv: list[str]) -> None:
                       identify_column=FLAGS.identify_column)
     text = json.dumps(report, indent=2)
     if FLAGS.output:
-        from tfstyle import fileutil
-
         fileutil.write_files_atomically({FLAGS.output: (text + "\n").encode()})
     print(text)
 

@@ -27,7 +27,7 @@ from typing import Any
 import tensorflow as tf
 from absl import flags
 
-from tfstyle import cli, configs, registry, spectral_ops
+from tfstyle import cli, configs, fileutil, registry, spectral_ops
 from tfstyle.errors import InputError
 
 INFO_ASSET = "tfstyle_model.json"
@@ -109,8 +109,9 @@ def _serving_functions(name: str, model, signal: dict) -> dict:
                                           input_signature=[log_magnitude_spec])
         functions["decode"] = tf.function(lambda code, frames: {"log_magnitude": model.decode(code, frames)},
                                           input_signature=[code_spec, frames_spec])
-        functions["reconstruct"] = tf.function(lambda log_magnitude: {"log_magnitude": model.reconstruct(log_magnitude)},
-                                               input_signature=[log_magnitude_spec])
+        functions["reconstruct"] = tf.function(
+            lambda log_magnitude: {"log_magnitude": model.reconstruct(log_magnitude)},
+            input_signature=[log_magnitude_spec])
     functions["features"] = tf.function(features, input_signature=[log_magnitude_spec])
     return functions
 
@@ -271,8 +272,6 @@ def main(argv: list[str]) -> None:
     destination = export_saved_model(name, model, config, FLAGS.export_dir)
     print(f"tfstyle: exported {name} to {destination}", file=sys.stderr)
     if FLAGS.models_config:
-        from tfstyle import fileutil
-
         parent = os.path.dirname(os.path.abspath(FLAGS.export_dir))
         config_path = os.path.join(parent, "models.config")
         fileutil.write_files_atomically({config_path: models_config(parent).encode()})

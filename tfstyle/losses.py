@@ -74,11 +74,13 @@ class StyleTarget:
             self.gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
         # ||G(S)||^2 normalises the loss; computed in whichever form is cheaper.
         if _kernel_form_is_cheaper(style_positions, style_positions, channels):
-            self.gram_norm_squared = _squared_norm(tf.matmul(self.matrix, self.matrix, transpose_b=True)) * self.scale**2
+            kernel = tf.matmul(self.matrix, self.matrix, transpose_b=True)
+            self.gram_norm_squared = _squared_norm(kernel) * self.scale**2
         else:
-            self.gram_norm_squared = _squared_norm(
-                self.gram if self.gram is not None else tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
-            )
+            gram = self.gram
+            if gram is None:
+                gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
+            self.gram_norm_squared = _squared_norm(gram)
 
 
 def _kernel_form_is_cheaper(positions: int, style_positions: int, channels: int) -> bool:
