@@ -79,6 +79,9 @@ def test_cli_writes_wav_png_and_json(content_wav, style_wav, tmp_path):
     assert report["loss_end"]["style_loss"] < report["loss_start"]["style_loss"]
     assert {"load_s", "optimise_s", "griffin_lim_s", "total_s"} <= set(report["timings"])
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(output).st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
 
 
 def test_cli_mixes_down_stereo_and_resamples(style_wav, tmp_path):

@@ -18,11 +18,14 @@ def write_files_atomically(contents: Mapping[str, bytes]) -> None:
         contents: destination path -> the bytes it should hold.
     """
     staged = []
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for path, data in contents.items():
             folder = os.path.dirname(os.path.abspath(path))
             fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
             staged.append((tmp_path, path))
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp's private 0600 would otherwise outlive the rename
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
         for tmp_path, path in staged:
