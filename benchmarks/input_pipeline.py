@@ -94,7 +94,7 @@ def main(argv):
             if model_rate != SAMPLE_RATE:  # music models: the same clips at their own rate
                 waveform = tf.random.normal([FLAGS.batch_size, model_rate]) * 0.1
                 batch = {"waveform": waveform, "label": speech_batch["label"],
-                         "log_magnitude": spectral_ops.log_magnitude(spectral_ops.stft_magnitude(waveform))}
+                         "log_magnitude": spectral_ops.log_magnitude_spectrogram(waveform)}
             consumption[name] = training_examples_per_second(name, batch, max(5, FLAGS.batches // 4),
                                                              FLAGS.batch_size)
             print(f"training step, {name:>16}: {consumption[name]:8.0f} examples/s")

@@ -48,8 +48,8 @@ def log_magnitudes(seconds: float) -> tuple[tf.Tensor, tf.Tensor]:
     for name in ("content_violin_m06.wav", "style_piano_m02.wav"):
         waveform, _ = audio_io.load_audio(os.path.join(EXAMPLES, name), sample_rate=SAMPLE_RATE)
         looped = np.resize(waveform.numpy(), int(seconds * SAMPLE_RATE))
-        clips.append(spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
-            looped, frame_length=FRAME_LENGTH, frame_step=FRAME_STEP)))
+        clips.append(spectral_ops.log_magnitude_spectrogram(looped, frame_length=FRAME_LENGTH,
+                                                            frame_step=FRAME_STEP))
     return clips[0], clips[1]
 
 

@@ -280,8 +280,8 @@ def augment(waveforms: tf.Tensor, config: configs.DataConfig, seed: tf.Tensor, l
 
 
 def _examples(waveforms: tf.Tensor, labels: tf.Tensor, config: configs.DataConfig) -> dict[str, tf.Tensor]:
-    log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
-        waveforms, frame_length=config.frame_length, frame_step=config.frame_step))
+    log_magnitude = spectral_ops.log_magnitude_spectrogram(
+        waveforms, frame_length=config.frame_length, frame_step=config.frame_step)
     return {"waveform": waveforms, "log_magnitude": log_magnitude, "label": labels}
 
 

@@ -84,8 +84,8 @@ def _speaker_identification(model, files: list[data.AudioFile], signal: dict, su
     is_query = np.array(is_query)
     per_layer = {name: [] for name in model.feature_layer_names}
     for f in ordered:
-        log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
-            waveforms[f.path], frame_length=signal["frame_length"], frame_step=signal["frame_step"]))
+        log_magnitude = spectral_ops.log_magnitude_spectrogram(
+            waveforms[f.path], frame_length=signal["frame_length"], frame_step=signal["frame_step"])
         for name, features in model.features(log_magnitude[tf.newaxis]).items():
             per_layer[name].append(_activations_matrix(features))
     labels = [f.label for f in ordered]

@@ -37,8 +37,8 @@ SHIPPED_MODELS = os.environ.get(
 
 
 def _log_magnitude(waveform, signal):
-    return spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
-        waveform, frame_length=signal["frame_length"], frame_step=signal["frame_step"]))
+    return spectral_ops.log_magnitude_spectrogram(
+        waveform, frame_length=signal["frame_length"], frame_step=signal["frame_step"])
 
 
 def _serving_functions(name: str, model, signal: dict) -> dict:

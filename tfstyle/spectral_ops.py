@@ -116,6 +116,12 @@ def log_magnitude(magnitude: tf.Tensor) -> tf.Tensor:
     return tf.math.log1p(magnitude)
 
 
+def log_magnitude_spectrogram(waveform: tf.Tensor, **stft_kwargs) -> tf.Tensor:
+    """log(1 + |STFT|) of [..., samples], shape [..., frames, bins]: what every zoo model takes. Keyword arguments
+    as for `stft`."""
+    return log_magnitude(stft_magnitude(waveform, **stft_kwargs))
+
+
 def magnitude_from_log(log_mag: tf.Tensor) -> tf.Tensor:
     """Inverse of `log_magnitude`, clamped at 0 so that an optimised spectrogram is a valid magnitude."""
     return tf.math.expm1(tf.maximum(log_mag, 0.0))

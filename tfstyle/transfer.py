@@ -369,8 +369,8 @@ def main(argv: list[str]) -> None:
                                            frame_length=stft_settings["frame_length"])
     style_wave, _ = _load_clip(FLAGS.style, "style", sample_rate=sample_rate,
                                frame_length=stft_settings["frame_length"])
-    content = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(content_wave, **stft_settings))
-    style = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(style_wave, **stft_settings))
+    content = spectral_ops.log_magnitude_spectrogram(content_wave, **stft_settings)
+    style = spectral_ops.log_magnitude_spectrogram(style_wave, **stft_settings)
     lap("load_s")
 
     if hasattr(model, "recombine"):

@@ -164,8 +164,8 @@ class ConvVAE(keras.Model):
 
     def recombine(self, content_waveform, style_waveform):
         """Content of one clip in the style of another: log-magnitude [batch, content_frames, bins]."""
-        log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
-            content_waveform, frame_length=self.frame_length, frame_step=self.frame_step))
+        log_magnitude = spectral_ops.log_magnitude_spectrogram(
+            content_waveform, frame_length=self.frame_length, frame_step=self.frame_step)
         latent, _ = self.encode(log_magnitude)
         embedding = self.style.encode(self.style.style_features(style_waveform))
         return self.decode(latent, embedding, tf.shape(log_magnitude)[1])
