@@ -61,8 +61,8 @@ def test_train_two_steps_then_resume_two_more(name, speech_dir, tmp_path):
     summary = json.loads(second.stdout)
     assert summary["step"] == 4 and summary["trained_steps"] == 2
     assert checkpoint_step(model_dir) == 4
-    loaded_name, model = train_lib.load_trained_model(str(model_dir))
-    assert loaded_name == name and model.feature_layer_names
+    experiment, model = train_lib.load_trained_model(str(model_dir))
+    assert experiment.model == name and model.feature_layer_names
 
 
 def test_mirrored_strategy_on_two_logical_cpus(speech_dir, tmp_path):

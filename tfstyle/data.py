@@ -171,9 +171,14 @@ def _decoded(files: tuple[AudioFile, ...], labels: tuple[str, ...], counter: _De
     return dataset.filter(readable).map(without_flag)
 
 
+def _pad_to(waveform: tf.Tensor, length) -> tf.Tensor:
+    """Zero-pads a [samples] waveform at the end to at least `length` samples."""
+    return tf.pad(waveform, [[0, tf.maximum(length - tf.shape(waveform)[0], 0)]])
+
+
 def _crop(waveform: tf.Tensor, length: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """A random window of `length` samples (zero-padded at the end if the file is shorter)."""
-    waveform = tf.pad(waveform, [[0, tf.maximum(length - tf.shape(waveform)[0], 0)]])
+    waveform = _pad_to(waveform, length)
     start = tf.random.stateless_uniform([], seed, maxval=tf.shape(waveform)[0] - length + 1, dtype=tf.int32)
     return waveform[start:start + length]
 
@@ -347,9 +352,7 @@ class AudioDataset:
         length = clip_samples(self.config)
 
         def clips(element):
-            waveform = element["waveform"]
-            waveform = tf.pad(waveform, [[0, tf.maximum(length - tf.shape(waveform)[0], 0)]])
-            pieces = tf.signal.frame(waveform, length, length, pad_end=True)
+            pieces = tf.signal.frame(_pad_to(element["waveform"], length), length, length, pad_end=True)
             return tf.data.Dataset.from_tensor_slices((pieces, tf.fill([tf.shape(pieces)[0]], element["label"])))
 
         def make(waveforms, labels):

@@ -166,8 +166,9 @@ class LoadedModel:
     def __init__(self, path: str):
         if not os.path.isdir(path):
             raise InputError(f"{path}: no such SavedModel folder")
-        if not os.path.exists(os.path.join(path, "saved_model.pb")) and next_version(path) > 1:
-            path = os.path.join(path, str(next_version(path) - 1))  # a TF Serving base path: take the newest
+        newest = next_version(path) - 1
+        if not os.path.exists(os.path.join(path, "saved_model.pb")) and newest > 0:
+            path = os.path.join(path, str(newest))  # a TF Serving base path: take the newest
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise InputError(f"{path}: not a SavedModel (no saved_model.pb; half-copied?)")
         info_path = os.path.join(path, "assets", INFO_ASSET)
@@ -259,9 +260,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.model_dir:
         from tfstyle import train_lib
 
-        name, model = train_lib.load_trained_model(FLAGS.model_dir)
-        with open(os.path.join(FLAGS.model_dir, train_lib.CONFIG_FILE)) as f:
-            config = train_lib.ExperimentConfig.from_json(f.read()).model_config
+        experiment, model = train_lib.load_trained_model(FLAGS.model_dir)
+        name, config = experiment.model, experiment.model_config
     else:
         spec = registry.lookup(FLAGS.model)
         try:

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstyle import cli, configs, data, registry, spectral_ops
+from tfstyle import cli, configs, data, fileutil, registry, spectral_ops
 from tfstyle.errors import InputError
 
 CONFIG_FILE = "config.json"
@@ -75,8 +75,8 @@ def make_strategy(name: str, cpu_devices: int = 1) -> tf.distribute.Strategy:
     raise InputError(f"unknown strategy {name!r}")
 
 
-def load_trained_model(model_dir: str) -> tuple[str, Any]:
-    """(zoo name, model) of a training run, built from its config.json with the newest checkpoint's weights."""
+def load_trained_model(model_dir: str) -> tuple[ExperimentConfig, Any]:
+    """(config, model) of a training run: the model built from its config.json with the newest checkpoint."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise InputError(f"{model_dir} is not a training run (no {CONFIG_FILE})")
@@ -87,7 +87,7 @@ def load_trained_model(model_dir: str) -> tuple[str, Any]:
     if latest is None:
         raise InputError(f"{model_dir} has no checkpoint yet")
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return experiment.model, model
+    return experiment, model
 
 
 def _check_resumable(model_dir: str, experiment: ExperimentConfig) -> None:
@@ -140,10 +140,7 @@ def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], 
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f"resuming {experiment.model} from step {int(step.numpy())} ({manager.latest_checkpoint})")
     # config.json is written once the run is known to be valid, atomically, as every output.
-    tmp = os.path.join(model_dir, f".{CONFIG_FILE}.tmp")
-    with open(tmp, "w") as f:
-        f.write(experiment.to_json())
-    os.replace(tmp, os.path.join(model_dir, CONFIG_FILE))
+    fileutil.write_files_atomically({os.path.join(model_dir, CONFIG_FILE): experiment.to_json().encode()})
 
     start_step = int(step.numpy())
     if start_step >= train_config.steps:

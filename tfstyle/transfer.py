@@ -329,7 +329,8 @@ def _load_model():
     if FLAGS.model_dir:
         from tfstyle import train_lib  # Deferred: training machinery is not needed otherwise.
 
-        return train_lib.load_trained_model(FLAGS.model_dir)
+        experiment, model = train_lib.load_trained_model(FLAGS.model_dir)
+        return experiment.model, model
     from tfstyle import export  # Deferred: SavedModel machinery is not needed for the random CNN.
 
     return export.load_model(FLAGS.model, untrained_ok=True)
