@@ -29,6 +29,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def seeded_weights():
+    """Keras initialisers draw from a global seed: fix it so every test sees the same weights and failures reproduce."""
+    import keras
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(440)
