@@ -1,6 +1,6 @@
 """How fast is a random-CNN style transfer, against this machine's matmul rate and the original formulation?
 
-    python benchmarks/transfer_speed.py [--seconds=10] [--reference_steps=300] [--scaling]
+    python benchmarks/transfer_speed.py [--seconds=10] [--reference_steps=300] [--noscaling] [--parts=bcd]
 
 Everything is measured in the same run, on the example violin (content) and piano (style) clips looped to
 --seconds at 22.05 kHz, n_fft 2048, hop 512, 4096 filters of width 11:
@@ -10,12 +10,12 @@ Everything is measured in the same run, on the example violin (content) and pian
       really performs / time) and its effective GFLOP/s (operations of the original formulation / time):
         reference  tf.nn.conv1d + explicit 4096 x 4096 Grams, float32 (the original method's step)
         float32    the convolution as one matmul + the Gram loss in its positions-only exact form
-        bfloat16   the same with the convolution's matmul in bfloat16
+        bfloat16   the same with the convolution's and the Gram loss's matmuls in bfloat16
   (c) whole transfers: the original settings (reference path, L-BFGS, --reference_steps steps) give a style
       loss; each of our optimisers runs until it reaches that loss, and the time that took is printed, with
       the defaults' wall time and final loss.
   (d) peak memory (process RSS) of a default transfer, each measured in a fresh subprocess; with --scaling also
-      the time per second of audio at 5, 10 and 60 s.
+      the time per second of audio at 5, 10 and 60 s of content (the style clip stays --seconds long).
 """
 
 import json
@@ -34,18 +34,21 @@ import tensorflow as tf  # noqa: E402
 
 flags.DEFINE_float("seconds", 10.0, "Clip length in seconds.")
 flags.DEFINE_integer("reference_steps", 300, "L-BFGS steps of the original settings.")
-flags.DEFINE_integer("timed_steps", 5, "Steps timed per path in (b).")
+flags.DEFINE_integer("timed_steps", 10, "Steps timed per path in (b).")
 flags.DEFINE_bool("scaling", True, "Also measure 5 s and 60 s clips (d).")
+flags.DEFINE_string("parts", "bcd", "Parts to run after (a), e.g. --parts=b for the step times only.")
 flags.DEFINE_string("child", None, "Internal: run one default transfer of this many seconds and print JSON.")
 FLAGS = flags.FLAGS
 
 SAMPLE_RATE, FRAME_LENGTH, FRAME_STEP, FILTERS, WIDTH = 22050, 2048, 512, 4096, 11
+# The original method's step: float32, tf.nn.conv1d (ReferenceCNN), explicit Gram matrices over the whole clip.
+REFERENCE = dict(precision="float32", explicit_gram=True, gram_window=0)
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "music")
 
 
-def log_magnitudes(seconds: float) -> tuple[tf.Tensor, tf.Tensor]:
+def log_magnitudes(seconds: float, style_seconds: float) -> tuple[tf.Tensor, tf.Tensor]:
     clips = []
-    for name in ("content_violin_m06.wav", "style_piano_m02.wav"):
+    for name, seconds in (("content_violin_m06.wav", seconds), ("style_piano_m02.wav", style_seconds)):
         waveform, _ = audio_io.load_audio(os.path.join(EXAMPLES, name), sample_rate=SAMPLE_RATE)
         looped = np.resize(waveform.numpy(), int(seconds * SAMPLE_RATE))
         clips.append(spectral_ops.log_magnitude_spectrogram(looped, frame_length=FRAME_LENGTH,
@@ -90,16 +93,14 @@ def step_flops(frames: int, style_frames: int, bins: int, explicit: bool) -> flo
 
 
 def time_step(model, content, style, config) -> float:
-    """Seconds per loss-and-gradient step of the transfer loop's own step (Adam), after compilation."""
-    steps = FLAGS.timed_steps
-    transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(**{**config, "steps": 1}))
-    start = time.perf_counter()
-    transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(**{**config, "steps": steps}))
-    whole = time.perf_counter() - start
-    start = time.perf_counter()
-    transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(**{**config, "steps": 1}))
-    single = time.perf_counter() - start
-    return (whole - single) / (steps - 1)  # subtract set-up (targets, tracing) measured by the 1-step run
+    """Median seconds per loss-and-gradient step of the transfer loop's own step (Adam), after compilation.
+
+    The median of --timed_steps step-to-step intervals: robust to the odd slow step on a shared machine.
+    """
+    stamps = []
+    transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(**{**config, "steps": FLAGS.timed_steps + 1}),
+                                  on_step=lambda done, step_losses: stamps.append(time.perf_counter()))
+    return float(np.median(np.diff(stamps)))  # the first step, which compiles, has no interval before it
 
 
 def time_to_loss(model, content, style, config: dict, target: float, max_steps: int) -> tuple[float, float, int]:
@@ -114,7 +115,7 @@ def time_to_loss(model, content, style, config: dict, target: float, max_steps: 
 
 
 def child(seconds: float) -> None:
-    content, style = log_magnitudes(seconds)
+    content, style = log_magnitudes(seconds, FLAGS.seconds)
     model = registry.build_model("random_cnn")
     start = time.perf_counter()
     result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig())
@@ -124,9 +125,57 @@ def child(seconds: float) -> None:
 
 
 def run_child(seconds: float) -> dict:
-    completed = subprocess.run([sys.executable, __file__, f"--child={seconds}"], capture_output=True, text=True,
-                               check=True)
+    completed = subprocess.run([sys.executable, __file__, f"--child={seconds}", f"--seconds={FLAGS.seconds}"],
+                               capture_output=True, text=True, check=True)
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def step_times(rates, model, reference, content, style) -> None:
+    paths = {
+        "reference": (reference, REFERENCE),
+        "float32": (model, dict(precision="float32")),
+        "bfloat16": (model, dict(precision="bfloat16")),
+    }
+    frames, bins = content.shape
+    reference_flops = step_flops(frames, style.shape[0], bins, explicit=True)
+    print(f"(b) one step, {FLAGS.seconds:g} s clip ({frames} frames x {bins} bins), original formulation "
+          f"{reference_flops / 1e9:.0f} GFLOP")
+    times = {name: time_step(path_model, content, style, config) for name, (path_model, config) in paths.items()}
+    for name, seconds in times.items():
+        flops = step_flops(frames, style.shape[0], bins, explicit=name == "reference")
+        rate = rates["bfloat16" if name == "bfloat16" else "float32"]
+        print(f"    {name:>9}: {seconds:6.3f} s/step, achieved {flops / seconds / 1e9:6.1f} GFLOP/s "
+              f"({flops / seconds / 1e9 / rate:4.0%} of {rate:.0f}), effective {reference_flops / seconds / 1e9:6.1f} "
+              f"GFLOP/s, {seconds / times['float32']:.2f}x the float32 path's time")
+
+
+def whole_transfers(model, reference, content, style) -> None:
+    print(f"(c) whole transfers to the loss of the original settings ({FLAGS.reference_steps} L-BFGS steps)")
+    start = time.perf_counter()
+    original = transfer.transfer_spectrogram(reference, content, style, configs.TransferConfig(
+        steps=FLAGS.reference_steps, optimizer="lbfgs", **REFERENCE))
+    original_s = time.perf_counter() - start
+    target = original.history[-1]["style_loss"]
+    print(f"    original: {original_s:7.1f} s, style loss {target:.4g} ({len(original.history) - 1} iterations)")
+    for name, config in (("ours, L-BFGS", dict(optimizer="lbfgs")), ("ours, Adam", dict(optimizer="adam"))):
+        seconds, final, steps = time_to_loss(model, content, style, config, target, FLAGS.reference_steps)
+        print(f"    {name:>12}: reached it after {seconds:7.1f} s ({seconds / original_s:5.1%} of the original's "
+              f"time); after {steps} steps the loss is {final:.4g}")
+    start = time.perf_counter()
+    default = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig())
+    default_s = time.perf_counter() - start
+    final = default.history[-1]["style_loss"]
+    print(f"    defaults ({configs.TransferConfig().optimizer}, {configs.TransferConfig().steps} steps): "
+          f"{default_s:.1f} s ({default_s / original_s:.1%} of the original's time), style loss {final:.4g} "
+          f"({'at least' if final <= target else 'short of'} the original's quality)")
+
+
+def memory_and_scaling() -> None:
+    print("(d) default transfer in a fresh process: wall time, time per second of audio, peak RSS")
+    for seconds in ((5.0, FLAGS.seconds, 60.0) if FLAGS.scaling else (FLAGS.seconds,)):
+        report = run_child(seconds)
+        print(f"    {seconds:5.0f} s clip: {report['wall_s']:7.1f} s, {report['wall_s'] / seconds:5.2f} s per second "
+              f"of audio, peak RSS {report['peak_rss_mb']:6.0f} MB, style loss {report['style_loss']:.4g}")
 
 
 def main(argv):
@@ -138,54 +187,16 @@ def main(argv):
     rates = {"float32": matmul_rate(tf.float32), "bfloat16": matmul_rate(tf.bfloat16)}
     for name, rate in rates.items():
         print(f"    {name:>8}: {rate:6.1f} GFLOP/s")
-
-    content, style = log_magnitudes(FLAGS.seconds)
-    frames, bins = content.shape
+    content, style = log_magnitudes(FLAGS.seconds, FLAGS.seconds)
     model = registry.build_model("random_cnn")
     model(content[tf.newaxis])  # builds the filters for this bin count
     reference = ReferenceCNN(model)
-    paths = {
-        "reference": (reference, dict(precision="float32", explicit_gram=True)),
-        "float32": (model, dict(precision="float32")),
-        "bfloat16": (model, dict(precision="bfloat16")),
-    }
-    reference_flops = step_flops(frames, style.shape[0], bins, explicit=True)
-    print(f"(b) one step, {FLAGS.seconds:g} s clip ({frames} frames x {bins} bins), original formulation "
-          f"{reference_flops / 1e9:.0f} GFLOP")
-    step_times = {name: time_step(path_model, content, style, config)
-                  for name, (path_model, config) in paths.items()}
-    for name in paths:
-        flops = step_flops(frames, style.shape[0], bins, explicit=name == "reference")
-        rate = rates["bfloat16" if name == "bfloat16" else "float32"]
-        print(f"    {name:>9}: {step_times[name]:6.3f} s/step, achieved {flops / step_times[name] / 1e9:6.1f} "
-              f"GFLOP/s ({flops / step_times[name] / 1e9 / rate:4.0%} of {rate:.0f}), effective "
-              f"{reference_flops / step_times[name] / 1e9:6.1f} GFLOP/s, {step_times[name] / step_times['float32']:.2f}x "
-              f"the float32 path's time")
-
-    print(f"(c) whole transfers to the loss of the original settings ({FLAGS.reference_steps} L-BFGS steps)")
-    start = time.perf_counter()
-    original = transfer.transfer_spectrogram(reference, content, style, configs.TransferConfig(
-        steps=FLAGS.reference_steps, optimizer="lbfgs", precision="float32", explicit_gram=True))
-    original_s = time.perf_counter() - start
-    target = original.history[-1]["style_loss"]
-    print(f"    original: {original_s:7.1f} s, style loss {target:.4g} ({len(original.history) - 1} iterations)")
-    for name, config in (("ours, L-BFGS", dict(optimizer="lbfgs")), ("ours, Adam", dict(optimizer="adam"))):
-        seconds, final, steps = time_to_loss(model, content, style, config, target, FLAGS.reference_steps)
-        print(f"    {name:>12}: reached it after {seconds:7.1f} s ({seconds / original_s:5.1%} of the original's "
-              f"time); after {steps} steps the loss is {final:.4g}")
-    start = time.perf_counter()
-    default = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig())
-    default_s = time.perf_counter() - start
-    print(f"    defaults ({configs.TransferConfig().optimizer}, {configs.TransferConfig().steps} steps): "
-          f"{default_s:.1f} s ({default_s / original_s:.1%} of the original's time), style loss "
-          f"{default.history[-1]['style_loss']:.4g} ({'at least' if default.history[-1]['style_loss'] <= target else 'short of'} "
-          f"the original's quality)")
-
-    print("(d) default transfer in a fresh process: wall time, time per second of audio, peak RSS")
-    for seconds in ((5.0, FLAGS.seconds, 60.0) if FLAGS.scaling else (FLAGS.seconds,)):
-        report = run_child(seconds)
-        print(f"    {seconds:5.0f} s clip: {report['wall_s']:7.1f} s, {report['wall_s'] / seconds:5.2f} s per second "
-              f"of audio, peak RSS {report['peak_rss_mb']:6.0f} MB, style loss {report['style_loss']:.4g}")
+    if "b" in FLAGS.parts:
+        step_times(rates, model, reference, content, style)
+    if "c" in FLAGS.parts:
+        whole_transfers(model, reference, content, style)
+    if "d" in FLAGS.parts:
+        memory_and_scaling()
 
 
 if __name__ == "__main__":

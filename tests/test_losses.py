@@ -34,16 +34,57 @@ def test_style_loss_forms_agree(frames, style_frames, channels, rng):
     x = rng.standard_normal((1, frames, channels)).astype(np.float32)
     s = rng.standard_normal((1, style_frames, channels)).astype(np.float32)
     expected = np.sum((numpy_gram(x, "time") - numpy_gram(s, "time")) ** 2) / np.sum(numpy_gram(s, "time") ** 2)
-    for positions, explicit in ((None, False), (frames, False), (frames, True)):  # None: the Gram is needed
-        target = losses.StyleTarget(s, positions=positions, explicit=explicit)
-        kernel_form = positions is not None and not explicit and frames + style_frames < channels
+    for known_frames, explicit in ((None, False), (frames, False), (frames, True)):  # None: the Gram is needed
+        target = losses.StyleTarget(s, frames=known_frames, explicit=explicit)
+        kernel_form = known_frames is not None and not explicit and frames + style_frames < channels
         assert (target.gram is None) == kernel_form
         assert float(losses.style_loss(x, target)) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.parametrize("batch, frames, explicit", [(1, 7, False), (2, 7, False), (1, 7, True), (2, None, False)])
+def test_style_loss_gradient_is_that_of_its_definition(batch, frames, explicit, rng):
+    """The hand-written gradients of both forms equal autodiff through the Gram matrices themselves."""
+    x = tf.constant(rng.random((batch, 7, 48)), tf.float32)
+    s = tf.constant(rng.random((1, 9, 48)), tf.float32)
+    target = losses.StyleTarget(s, frames=frames, explicit=explicit)
+    assert (target.gram is None) == (frames is not None and not explicit)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = losses.style_loss(x, target)
+        gram_s = losses.gram_matrix(s)
+        definition = tf.reduce_sum(tf.square(losses.gram_matrix(x) - gram_s)) / tf.reduce_sum(tf.square(gram_s))
+    assert float(ours) == pytest.approx(float(definition), rel=1e-4)
+    np.testing.assert_allclose(tape.gradient(ours, x), tape.gradient(definition, x), rtol=1e-3, atol=1e-6)
+
+
+def test_bfloat16_matmuls_stay_close_to_float32(rng):
+    x = tf.constant(rng.random((1, 30, 256)), tf.float32)
+    s = tf.constant(rng.random((1, 40, 256)), tf.float32)
+    for frames in (None, 30):
+        exact = float(losses.style_loss(x, losses.StyleTarget(s, frames=frames)))
+        fast = losses.style_loss(x, losses.StyleTarget(s, frames=frames, matmul_dtype=tf.bfloat16))
+        assert fast.dtype == tf.float32
+        assert float(fast) == pytest.approx(exact, rel=0.05)
+
+
+@pytest.mark.parametrize("frames, window, count, length", [(20, 0, 1, 20), (20, 20, 1, 20), (20, 8, 3, 7),
+                                                          (21, 7, 3, 7)])
+def test_long_clips_are_matched_window_by_window(frames, window, count, length, rng):
+    """The loss is the mean of each window's loss against the whole style clip's Gram; one window = no windows."""
+    x = tf.constant(rng.random((1, frames, 64)), tf.float32)
+    s = tf.constant(rng.random((1, 9, 64)), tf.float32)
+    for explicit in (False, True):
+        target = losses.StyleTarget(s, frames=frames, window=window, explicit=explicit)
+        assert (target.window_count, target.window_frames) == (count, length)
+        starts = np.round(np.linspace(0, frames - length, count)).astype(int)
+        assert starts[0] == 0 and starts[-1] + length == frames  # every frame is in some window
+        each = [float(losses.style_loss(x[:, start:start + length], losses.StyleTarget(s))) for start in starts]
+        assert float(losses.style_loss(x, target)) == pytest.approx(np.mean(each), rel=1e-4)
+
+
 def test_losses_vanish_at_their_targets(rng):
     x = tf.constant(rng.random((1, 10, 32)), tf.float32)
-    assert float(losses.style_loss(x, losses.StyleTarget(x, positions=10))) == pytest.approx(0.0, abs=1e-5)
+    assert float(losses.style_loss(x, losses.StyleTarget(x, frames=10))) == pytest.approx(0.0, abs=1e-5)
     assert float(losses.style_loss(x, losses.StyleTarget(x))) == pytest.approx(0.0, abs=1e-6)
     assert float(losses.content_loss(x, x)) == 0.0
 
@@ -57,7 +98,7 @@ def test_style_loss_is_relative_so_layers_share_a_scale(rng):
 
 
 LOSSES = {
-    "style_kernel_form": lambda x, t: losses.style_loss(tf.nn.relu(x), losses.StyleTarget(t, positions=x.shape[1])),
+    "style_kernel_form": lambda x, t: losses.style_loss(tf.nn.relu(x), losses.StyleTarget(t, frames=x.shape[1])),
     "style_gram_form": lambda x, t: losses.style_loss(tf.nn.relu(x), losses.StyleTarget(t)),
     "content": lambda x, t: losses.content_loss(x, t),
     "total_variation": lambda x, t: losses.total_variation(x),

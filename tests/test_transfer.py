@@ -7,7 +7,7 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from tfstyle import configs, registry, spectral_ops, transfer
+from tfstyle import configs, losses, registry, spectral_ops, transfer
 from tfstyle.errors import InputError
 from conftest import chirp, harmonic_tone, run_command, run_transfer, SAMPLE_RATE
 
@@ -158,6 +158,7 @@ def test_cli_silent_style(content_wav, tmp_path):
     (["--steps=0"], "steps must be a positive integer"),
     (["--steps=-3"], "steps must be a positive integer"),
     (["--steps=many"], "--steps"),
+    (["--gram_window=-1"], "gram_window must be a whole number of frames >= 0"),
     (["--no_such_flag=1"], "no_such_flag"),
     (["--output=/no/such/folder/out.wav"], "output folder does not exist: /no/such/folder"),
     (["--output=/proc/out.wav"], "output folder is not writable: /proc"),
@@ -211,3 +212,17 @@ def test_lbfgs_lowers_the_loss_within_bounds(problem):
     assert result.history[-1]["style_loss"] < result.history[0]["style_loss"] / 3
     ceiling = max(float(tf.reduce_max(content)), float(tf.reduce_max(style)))
     assert result.log_magnitude.min() >= 0.0 and result.log_magnitude.max() <= ceiling + 1e-5
+
+
+def test_windowed_style_matching_styles_every_window(problem):
+    """With windows, each part of the clip must take on the style, not just the clip on average."""
+    model, content, style = problem
+    frames = content.shape[0]
+    result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(
+        steps=30, gram_window=frames // 3, precision="float32"))
+    assert result.history[-1]["style_loss"] < result.history[0]["style_loss"] / 3
+    target = losses.StyleTarget(model.features(style[tf.newaxis])["conv"])
+    for part in np.array_split(np.arange(frames), 3):
+        before, after = (float(losses.style_loss(model.features(x[tf.newaxis, part[0]:part[-1] + 1])["conv"], target))
+                         for x in (content, result.log_magnitude))
+        assert after < before / 2

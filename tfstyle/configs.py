@@ -228,6 +228,9 @@ class TransferConfig:
         content_layers / style_layers: feature layer -> weight; empty means every feature layer of the model,
             weight 1.
         gram_over: "time" or "time_frequency" (see tfstyle.losses.gram_matrix).
+        gram_window: most frames per Gram matrix: a longer clip is matched window by window, keeping the time per
+            second of audio constant (see tfstyle.losses.StyleTarget); 512 frames is 11.9 s at 22.05 kHz with the
+            default hop. 0 = one Gram over the whole clip however long.
         tv_weight: weight of the total-variation penalty on the optimised log-magnitude.
         l2_weight: weight of the L2 magnitude penalty.
         griffin_lim_iters: phase-retrieval iterations for the output waveform.
@@ -249,6 +252,7 @@ class TransferConfig:
     content_layers: tuple[tuple[str, float], ...] = ()
     style_layers: tuple[tuple[str, float], ...] = ()
     gram_over: str = "time"
+    gram_window: int = 512
     tv_weight: float = 0.0
     l2_weight: float = 0.0
     griffin_lim_iters: int = 100
@@ -268,6 +272,8 @@ class TransferConfig:
             raise InputError(f"init must be 'content' or 'noise', got {self.init!r}")
         if self.gram_over not in ("time", "time_frequency"):
             raise InputError(f"gram_over must be 'time' or 'time_frequency', got {self.gram_over!r}")
+        if not isinstance(self.gram_window, int) or self.gram_window < 0:
+            raise InputError(f"gram_window must be a whole number of frames >= 0, got {self.gram_window!r}")
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 < self.learning_rate_decay <= 1:

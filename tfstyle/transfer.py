@@ -98,16 +98,19 @@ def transfer_spectrogram(
     style_weights = _layer_weights(config.style_layers, layer_names, "style")
     content_weights = _layer_weights(config.content_layers, layer_names, "content")
 
+    matmul_dtype = tf.float32
     if hasattr(model, "use_bfloat16_matmuls"):
         model(content)  # builds the filters for this bin count
         model.use_bfloat16_matmuls(config.precision == "bfloat16" or (
             config.precision == "auto" and bfloat16_matmuls_are_faster()))
+        if model.uses_bfloat16_matmuls:  # the style loss's matmuls follow the model's
+            matmul_dtype = tf.bfloat16
 
     # Targets are constant across steps: computed once here, never inside the step.
     style_features = model.features(style)
     style_targets = {
-        name: losses.StyleTarget(style_features[name], over=config.gram_over, positions=content.shape[1],
-                                 explicit=config.explicit_gram)
+        name: losses.StyleTarget(style_features[name], over=config.gram_over, frames=content.shape[1],
+                                 window=config.gram_window, explicit=config.explicit_gram, matmul_dtype=matmul_dtype)
         for name in style_weights
     }
     content_features = model.features(content)
@@ -282,6 +285,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("content_layers", "", "Content layers as name:weight,...; default: every feature layer.")
     flags.DEFINE_string("style_layers", "", "Style layers as name:weight,...; default: every feature layer.")
     flags.DEFINE_enum("gram_over", _DEFAULTS.gram_over, ["time", "time_frequency"], "Axes the Gram matrix sums over.")
+    flags.DEFINE_integer("gram_window", _DEFAULTS.gram_window, "Most frames per Gram matrix; longer clips are matched "
+                         "window by window (0 = one Gram over the whole clip).")
     flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight, "Total-variation penalty weight.")
     flags.DEFINE_float("l2_weight", _DEFAULTS.l2_weight, "L2 magnitude penalty weight.")
     flags.DEFINE_integer("griffin_lim_iters", _DEFAULTS.griffin_lim_iters, "Griffin-Lim iterations.")
@@ -307,6 +312,7 @@ def _config_from_flags() -> configs.TransferConfig:
         content_layers=_parse_layer_weights(FLAGS.content_layers, "content_layers"),
         style_layers=_parse_layer_weights(FLAGS.style_layers, "style_layers"),
         gram_over=FLAGS.gram_over,
+        gram_window=FLAGS.gram_window,
         tv_weight=FLAGS.tv_weight,
         l2_weight=FLAGS.l2_weight,
         griffin_lim_iters=FLAGS.griffin_lim_iters,
