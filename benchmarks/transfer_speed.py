@@ -121,6 +121,7 @@ def child(seconds: float) -> None:
     result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig())
     elapsed = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "wall_s": elapsed, "style_loss": result.history[-1]["style_loss"],
+                      "bfloat16": model.uses_bfloat16_matmuls,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
