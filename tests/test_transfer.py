@@ -226,3 +226,14 @@ def test_windowed_style_matching_styles_every_window(problem):
         before, after = (float(losses.style_loss(model.features(x[tf.newaxis, part[0]:part[-1] + 1])["conv"], target))
                          for x in (content, result.log_magnitude))
         assert after < before / 2
+
+
+def test_lbfgs_in_bfloat16_finishes_in_float32_when_its_line_search_stalls(problem):
+    """bfloat16 losses are good to a few digits; L-BFGS must not end early when its line search runs out."""
+    model, content, style = problem
+    result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(
+        steps=100, optimizer="lbfgs", precision="bfloat16"))
+    assert len(result.history) == 101  # every iteration asked for was run
+    assert result.precision.startswith("bfloat16, float32 from iteration ")  # this problem stalls near 50
+    switched = int(result.precision.rsplit(" ", 1)[1])
+    assert result.history[-1]["style_loss"] < 0.9 * result.history[switched]["style_loss"]

@@ -77,7 +77,6 @@ class StyleTarget:
                  window: int = 0, explicit: bool = False, matmul_dtype: tf.DType = tf.float32):
         self.over = over
         self.explicit = explicit
-        self.matmul_dtype = matmul_dtype
         self.matrix = tf.cast(positions_by_channels(style_features, over), tf.float32)
         style_positions, channels = self.matrix.shape[1], self.matrix.shape[2]
         self.scale = 1.0 / float(style_positions)
@@ -96,7 +95,12 @@ class StyleTarget:
         else:
             gram = self.gram if self.gram is not None else tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
             self.gram_norm_squared = _squared_norm(gram)
-        self.matmul_matrix = tf.cast(self.matrix, matmul_dtype)
+        self.use_matmul_dtype(matmul_dtype)
+
+    def use_matmul_dtype(self, dtype: tf.DType) -> None:
+        """Runs later `style_loss` matmuls in `dtype` (functions already traced keep the dtype they saw)."""
+        self.matmul_dtype = dtype
+        self.matmul_matrix = tf.cast(self.matrix, dtype)
 
 
 def split_into_windows(features: tf.Tensor, count: int, frames: int) -> tf.Tensor:

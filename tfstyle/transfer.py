@@ -37,10 +37,13 @@ class TransferResult:
     Attributes:
         log_magnitude: the optimised log1p-magnitude spectrogram, [frames, bins].
         history: the losses at the start and after every step (L-BFGS: iteration), dicts of LOSS_NAMES -> float.
+        precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16, float32 from iteration 212" when
+            L-BFGS finished in float32.
     """
 
     log_magnitude: np.ndarray
     history: list[dict[str, float]]
+    precision: str = "float32"
 
 
 def _layer_weights(
@@ -110,6 +113,7 @@ def transfer_spectrogram(
             config.precision == "auto" and bfloat16_matmuls_are_faster()))
         if model.uses_bfloat16_matmuls:  # the style loss's matmuls follow the model's
             matmul_dtype = tf.bfloat16
+    reduced_precision = matmul_dtype == tf.bfloat16
 
     # Targets are constant across steps: computed once here, never inside the step.
     style_features = model.features(style)
@@ -153,9 +157,21 @@ def transfer_spectrogram(
         )
         return dict(zip(LOSS_NAMES, (total, style_loss, content_loss, tv_loss, l2_loss)))
 
-    minimise = _minimise_lbfgs if config.optimizer == "lbfgs" else _minimise_adam
-    history = minimise(compute_losses, spectrogram, ceiling, config, on_step)
-    return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history)
+    precision = "bfloat16" if reduced_precision else "float32"
+
+    def to_float32(iteration: int) -> None:
+        nonlocal precision
+        model.use_bfloat16_matmuls(False)
+        for target in style_targets.values():
+            target.use_matmul_dtype(tf.float32)
+        precision += f", float32 from iteration {iteration}"
+
+    if config.optimizer == "lbfgs":
+        history = _minimise_lbfgs(compute_losses, spectrogram, ceiling, config, on_step,
+                                  to_float32=to_float32 if reduced_precision else None)
+    else:
+        history = _minimise_adam(compute_losses, spectrogram, ceiling, config, on_step)
+    return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history, precision=precision)
 
 
 def _check_finite(step_losses: dict[str, float], done: int) -> None:
@@ -192,27 +208,19 @@ def _minimise_adam(compute_losses, spectrogram: tf.Variable, ceiling: float, con
     return history
 
 
-def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, config, on_step) -> list[dict]:
-    """scipy's L-BFGS-B (the original method's optimiser) with [0, ceiling] as bounds instead of clipping."""
+def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, config, on_step,
+                    to_float32: Callable[[int], None] | None = None) -> list[dict]:
+    """scipy's L-BFGS-B (the original method's optimiser) with [0, ceiling] as bounds instead of clipping.
+
+    In bfloat16 the loss is only good to a few digits, and once the line search can no longer find a decrease
+    the run would end early; `to_float32`, if given, then switches the matmuls to float32 and the remaining
+    iterations continue from there.
+    """
     import scipy.optimize  # Deferred; scipy comes with librosa.
 
     shape = spectrogram.shape
-
-    @tf.function
-    def losses_and_gradient(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            step_losses = compute_losses(x)
-        return step_losses, tape.gradient(step_losses["total_loss"], x)
-
-    latest = {}
-
-    def value_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        step_losses, gradient = losses_and_gradient(tf.constant(flat.reshape(shape), tf.float32))
-        latest.update({name: float(value) for name, value in step_losses.items()})
-        return float(latest["total_loss"]), gradient.numpy().ravel().astype(np.float64)
-
     history = [{name: float(value) for name, value in compute_losses(spectrogram).items()}]
+    latest = {}
 
     def after_iteration(flat: np.ndarray) -> None:
         _check_finite(latest, len(history))
@@ -220,13 +228,32 @@ def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, co
         if on_step is not None:
             on_step(len(history) - 1, history[-1])
 
-    result = scipy.optimize.minimize(
-        value_and_gradient, spectrogram.numpy().ravel().astype(np.float64), jac=True, method="L-BFGS-B",
-        bounds=scipy.optimize.Bounds(0.0, ceiling), callback=after_iteration,
-        # No tolerance-based early stop: the relative losses have tiny gradients, and scipy's defaults would end
-        # the run after a handful of iterations. `steps` decides.
-        options={"maxiter": config.steps, "maxfun": 2 * config.steps + 20, "ftol": 0.0, "gtol": 0.0})
-    spectrogram.assign(result.x.reshape(shape).astype(np.float32))
+    def run(start: np.ndarray, iterations: int) -> np.ndarray:
+        @tf.function
+        def losses_and_gradient(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                step_losses = compute_losses(x)
+            return step_losses, tape.gradient(step_losses["total_loss"], x)
+
+        def value_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+            step_losses, gradient = losses_and_gradient(tf.constant(flat.reshape(shape), tf.float32))
+            latest.update({name: float(value) for name, value in step_losses.items()})
+            return float(latest["total_loss"]), gradient.numpy().ravel().astype(np.float64)
+
+        return scipy.optimize.minimize(
+            value_and_gradient, start, jac=True, method="L-BFGS-B", bounds=scipy.optimize.Bounds(0.0, ceiling),
+            callback=after_iteration,
+            # No tolerance-based early stop: the relative losses have tiny gradients, and scipy's defaults would
+            # end the run after a handful of iterations. `steps` decides.
+            options={"maxiter": iterations, "maxfun": 2 * iterations + 20, "ftol": 0.0, "gtol": 0.0}).x
+
+    solution = run(spectrogram.numpy().ravel().astype(np.float64), config.steps)
+    remaining = config.steps - (len(history) - 1)
+    if to_float32 is not None and remaining > 0:
+        to_float32(len(history) - 1)
+        solution = run(solution, remaining)
+    spectrogram.assign(solution.reshape(shape).astype(np.float32))
     return history
 
 
@@ -426,7 +453,7 @@ def main(argv: list[str]) -> None:
         "stft": stft_settings,
         "duration_s": round(int(content_wave.shape[0]) / sample_rate, 3),
         "settings": dataclasses.asdict(config),
-        "bfloat16_matmuls": getattr(model, "uses_bfloat16_matmuls", False),
+        "precision": result.precision,
         "loss_start": result.history[0],
         "loss_end": result.history[-1],
         "griffin_lim_spectral_convergence": convergence,
