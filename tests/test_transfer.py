@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -228,12 +229,13 @@ def test_windowed_style_matching_styles_every_window(problem):
         assert after < before / 2
 
 
-def test_lbfgs_in_bfloat16_finishes_in_float32_when_its_line_search_stalls(problem):
-    """bfloat16 losses are good to a few digits; L-BFGS must not end early when its line search runs out."""
+def test_lbfgs_finishes_in_precise_float32_when_its_line_search_stalls(problem):
+    """The fast loss is good to a few digits; L-BFGS must not end early when its line search runs out."""
     model, content, style = problem
     result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(
         steps=100, optimizer="lbfgs", precision="bfloat16"))
     assert len(result.history) == 101  # every iteration asked for was run
-    assert result.precision.startswith("bfloat16, float32 from iteration ")  # this problem stalls near 50
-    switched = int(result.precision.rsplit(" ", 1)[1])
-    assert result.history[-1]["style_loss"] < 0.9 * result.history[switched]["style_loss"]
+    switch = re.fullmatch(r"bfloat16 \(float32, explicit Gram from iteration (\d+)\)", result.precision)
+    assert switch, result.precision  # this problem stalls near iteration 50
+    switched = int(switch.group(1))
+    assert result.history[-1]["style_loss"] < 0.8 * result.history[switched]["style_loss"]  # and kept going down

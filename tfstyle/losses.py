@@ -91,9 +91,12 @@ class StyleTarget:
             self.gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
         # ||G(S)||^2 normalises the loss; computed in whichever form is cheaper.
         if self.gram is None and _kernel_form_is_cheaper(style_positions, style_positions, channels):
-            self.gram_norm_squared = _squared_norm(tf.matmul(self.matrix, self.matrix, transpose_b=True)) * self.scale**2
+            kernel = tf.matmul(self.matrix, self.matrix, transpose_b=True)
+            self.gram_norm_squared = _squared_norm(kernel) * self.scale**2
         else:
-            gram = self.gram if self.gram is not None else tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
+            gram = self.gram
+            if gram is None:
+                gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
             self.gram_norm_squared = _squared_norm(gram)
         self.use_matmul_dtype(matmul_dtype)
 
@@ -101,6 +104,18 @@ class StyleTarget:
         """Runs later `style_loss` matmuls in `dtype` (functions already traced keep the dtype they saw)."""
         self.matmul_dtype = dtype
         self.matmul_matrix = tf.cast(self.matrix, dtype)
+
+    def use_precise_form(self) -> None:
+        """float32 matmuls and the explicit C x C form from now on: slower, but good to the last digits.
+
+        The positions-only form is a difference of three terms of the size of ||G(S)||^2; once the loss is a
+        small fraction of that (below ~1e-3), their rounding errors swamp it and a line search can no longer see
+        a decrease. The explicit form subtracts the Gram matrices first and keeps float32's precision.
+        """
+        self.use_matmul_dtype(tf.float32)
+        self.explicit = True
+        if self.gram is None:
+            self.gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
 
 
 def split_into_windows(features: tf.Tensor, count: int, frames: int) -> tf.Tensor:
@@ -185,7 +200,7 @@ def style_loss(features: tf.Tensor, target: StyleTarget) -> tf.Tensor:
     features = split_into_windows(features, target.window_count, target.window_frames)
     matrix = tf.cast(positions_by_channels(features, target.over), tf.float32)
     denominator = tf.maximum(target.gram_norm_squared, 1e-12) * target.window_count
-    if target.gram is None:
+    if not target.explicit and target.gram is None:
         return _gram_distance_by_positions(matrix, target) / denominator
     return _gram_distance(matrix, target) / denominator
 

@@ -37,8 +37,8 @@ class TransferResult:
     Attributes:
         log_magnitude: the optimised log1p-magnitude spectrogram, [frames, bins].
         history: the losses at the start and after every step (L-BFGS: iteration), dicts of LOSS_NAMES -> float.
-        precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16, float32 from iteration 212" when
-            L-BFGS finished in float32.
+        precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16 (float32, explicit Gram from iteration
+            42)" when L-BFGS finished in float32 with the explicit Gram form (see `_minimise_lbfgs`).
     """
 
     log_magnitude: np.ndarray
@@ -159,16 +159,17 @@ def transfer_spectrogram(
 
     precision = "bfloat16" if reduced_precision else "float32"
 
-    def to_float32(iteration: int) -> None:
+    def to_precise(iteration: int) -> None:
         nonlocal precision
-        model.use_bfloat16_matmuls(False)
+        if hasattr(model, "use_bfloat16_matmuls"):
+            model.use_bfloat16_matmuls(False)
         for target in style_targets.values():
-            target.use_matmul_dtype(tf.float32)
-        precision += f", float32 from iteration {iteration}"
+            target.use_precise_form()
+        precision += f" (float32, explicit Gram from iteration {iteration})"
 
     if config.optimizer == "lbfgs":
         history = _minimise_lbfgs(compute_losses, spectrogram, ceiling, config, on_step,
-                                  to_float32=to_float32 if reduced_precision else None)
+                                  to_precise=None if config.explicit_gram else to_precise)
     else:
         history = _minimise_adam(compute_losses, spectrogram, ceiling, config, on_step)
     return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history, precision=precision)
@@ -209,12 +210,12 @@ def _minimise_adam(compute_losses, spectrogram: tf.Variable, ceiling: float, con
 
 
 def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, config, on_step,
-                    to_float32: Callable[[int], None] | None = None) -> list[dict]:
+                    to_precise: Callable[[int], None] | None = None) -> list[dict]:
     """scipy's L-BFGS-B (the original method's optimiser) with [0, ceiling] as bounds instead of clipping.
 
-    In bfloat16 the loss is only good to a few digits, and once the line search can no longer find a decrease
-    the run would end early; `to_float32`, if given, then switches the matmuls to float32 and the remaining
-    iterations continue from there.
+    The fast loss (bfloat16 matmuls, the positions-only Gram form) is good to a few digits only; once the line
+    search can no longer find a decrease, the run would end early. `to_precise`, if given, then switches to
+    float32 and the explicit Gram form, and the remaining iterations continue from there.
     """
     import scipy.optimize  # Deferred; scipy comes with librosa.
 
@@ -250,8 +251,8 @@ def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, co
 
     solution = run(spectrogram.numpy().ravel().astype(np.float64), config.steps)
     remaining = config.steps - (len(history) - 1)
-    if to_float32 is not None and remaining > 0:
-        to_float32(len(history) - 1)
+    if to_precise is not None and remaining > 0:
+        to_precise(len(history) - 1)
         solution = run(solution, remaining)
     spectrogram.assign(solution.reshape(shape).astype(np.float32))
     return history
