@@ -20,7 +20,6 @@ Everything is measured in the same run, on the example violin (content) and pian
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -136,7 +135,15 @@ def child(seconds: float) -> None:
     elapsed = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "wall_s": elapsed, "style_loss": result.history[-1]["style_loss"],
                       "bfloat16": model.uses_bfloat16_matmuls,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size. Not getrusage's ru_maxrss: Linux carries that across exec, so a
+    child started from this (large) benchmark process would report the parent's peak as its own."""
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return int(fields["VmHWM"].split()[0]) / 1024
 
 
 def run_child(seconds: float) -> dict:
