@@ -45,3 +45,23 @@ def test_readme_main_job_runs_on_the_shipped_examples(tmp_path):
     report = json.loads(output.with_suffix(".json").read_text())
     assert report["loss_end"]["style_loss"] < report["loss_start"]["style_loss"]
     assert output.with_suffix(".png").exists()
+
+
+PARSE_FLAGS = """
+import importlib.util, sys
+from absl import flags
+path, argv = sys.argv[1], sys.argv[1:]
+spec = importlib.util.spec_from_file_location("benchmark", path)
+spec.loader.exec_module(importlib.util.module_from_spec(spec))  # defines its flags; main() does not run
+flags.FLAGS(argv)
+"""
+
+
+def test_readme_benchmark_commands_name_real_scripts_and_flags():
+    """Each `python benchmarks/...` command in the README names a script, and flags, that exist."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        commands = sorted(set(re.findall(r"`python (benchmarks/[\w/]+\.py[^`]*)`", f.read())))
+    assert len(commands) >= 3, commands
+    for command in commands + ["benchmarks/griffin_lim.py --no_such_flag=1"]:
+        completed = run_command([sys.executable, "-c", PARSE_FLAGS, *shlex.split(command)])
+        assert (completed.returncode == 0) == ("no_such_flag" not in command), (command, completed.stderr[-500:])
