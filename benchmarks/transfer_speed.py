@@ -45,9 +45,9 @@ REFERENCE = dict(precision="float32", explicit_gram=True, gram_window=0)
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "music")
 
 
-def log_magnitudes(seconds: float, style_seconds: float) -> tuple[tf.Tensor, tf.Tensor]:
+def log_magnitudes(content_seconds: float, style_seconds: float) -> tuple[tf.Tensor, tf.Tensor]:
     clips = []
-    for name, seconds in (("content_violin_m06.wav", seconds), ("style_piano_m02.wav", style_seconds)):
+    for name, seconds in (("content_violin_m06.wav", content_seconds), ("style_piano_m02.wav", style_seconds)):
         waveform, _ = audio_io.load_audio(os.path.join(EXAMPLES, name), sample_rate=SAMPLE_RATE)
         looped = np.resize(waveform.numpy(), int(seconds * SAMPLE_RATE))
         clips.append(spectral_ops.log_magnitude_spectrogram(looped, frame_length=FRAME_LENGTH,
@@ -97,7 +97,8 @@ def time_step(model, content, style, config) -> float:
     The median of --timed_steps step-to-step intervals: robust to the odd slow step on a shared machine.
     """
     stamps = []
-    transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(**{**config, "steps": FLAGS.timed_steps + 1}),
+    settings = configs.TransferConfig(**{**config, "steps": FLAGS.timed_steps + 1})
+    transfer.transfer_spectrogram(model, content, style, settings,
                                   on_step=lambda done, step_losses: stamps.append(time.perf_counter()))
     return float(np.median(np.diff(stamps)))  # the first step, which compiles, has no interval before it
 

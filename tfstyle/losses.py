@@ -200,7 +200,7 @@ def style_loss(features: tf.Tensor, target: StyleTarget) -> tf.Tensor:
     features = split_into_windows(features, target.window_count, target.window_frames)
     matrix = tf.cast(positions_by_channels(features, target.over), tf.float32)
     denominator = tf.maximum(target.gram_norm_squared, 1e-12) * target.window_count
-    if not target.explicit and target.gram is None:
+    if target.gram is None:
         return _gram_distance_by_positions(matrix, target) / denominator
     return _gram_distance(matrix, target) / denominator
 

@@ -37,8 +37,8 @@ class TransferResult:
     Attributes:
         log_magnitude: the optimised log1p-magnitude spectrogram, [frames, bins].
         history: the losses at the start and after every step (L-BFGS: iteration), dicts of LOSS_NAMES -> float.
-        precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16 (float32, explicit Gram from iteration
-            42)" when L-BFGS finished in float32 with the explicit Gram form (see `_minimise_lbfgs`).
+        precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16; float32 with explicit Grams from
+            iteration 42" when L-BFGS finished that way (see `_minimise_lbfgs`).
     """
 
     log_magnitude: np.ndarray
@@ -113,7 +113,6 @@ def transfer_spectrogram(
             config.precision == "auto" and bfloat16_matmuls_are_faster()))
         if model.uses_bfloat16_matmuls:  # the style loss's matmuls follow the model's
             matmul_dtype = tf.bfloat16
-    reduced_precision = matmul_dtype == tf.bfloat16
 
     # Targets are constant across steps: computed once here, never inside the step.
     style_features = model.features(style)
@@ -157,7 +156,7 @@ def transfer_spectrogram(
         )
         return dict(zip(LOSS_NAMES, (total, style_loss, content_loss, tv_loss, l2_loss)))
 
-    precision = "bfloat16" if reduced_precision else "float32"
+    precision = matmul_dtype.name
 
     def to_precise(iteration: int) -> None:
         nonlocal precision
@@ -165,7 +164,7 @@ def transfer_spectrogram(
             model.use_bfloat16_matmuls(False)
         for target in style_targets.values():
             target.use_precise_form()
-        precision += f" (float32, explicit Gram from iteration {iteration})"
+        precision += f"; float32 with explicit Grams from iteration {iteration}"
 
     if config.optimizer == "lbfgs":
         history = _minimise_lbfgs(compute_losses, spectrogram, ceiling, config, on_step,
