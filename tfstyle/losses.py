@@ -76,7 +76,6 @@ class StyleTarget:
     def __init__(self, style_features: tf.Tensor, *, over: str = "time", frames: int | None = None,
                  window: int = 0, explicit: bool = False, matmul_dtype: tf.DType = tf.float32):
         self.over = over
-        self.explicit = explicit
         self.matrix = tf.cast(positions_by_channels(style_features, over), tf.float32)
         style_positions, channels = self.matrix.shape[1], self.matrix.shape[2]
         self.scale = 1.0 / float(style_positions)
@@ -88,17 +87,17 @@ class StyleTarget:
         self.gram = None
         if frames is None or explicit or not _kernel_form_is_cheaper(
                 self.window_frames * (style_positions // style_features.shape[1]), style_positions, channels):
-            self.gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
+            self.gram = self._full_gram()
         # ||G(S)||^2 normalises the loss; computed in whichever form is cheaper.
         if self.gram is None and _kernel_form_is_cheaper(style_positions, style_positions, channels):
             kernel = tf.matmul(self.matrix, self.matrix, transpose_b=True)
             self.gram_norm_squared = _squared_norm(kernel) * self.scale**2
         else:
-            gram = self.gram
-            if gram is None:
-                gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
-            self.gram_norm_squared = _squared_norm(gram)
+            self.gram_norm_squared = _squared_norm(self.gram if self.gram is not None else self._full_gram())
         self.use_matmul_dtype(matmul_dtype)
+
+    def _full_gram(self) -> tf.Tensor:
+        return tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
 
     def use_matmul_dtype(self, dtype: tf.DType) -> None:
         """Runs later `style_loss` matmuls in `dtype` (functions already traced keep the dtype they saw)."""
@@ -113,9 +112,8 @@ class StyleTarget:
         a decrease. The explicit form subtracts the Gram matrices first and keeps float32's precision.
         """
         self.use_matmul_dtype(tf.float32)
-        self.explicit = True
         if self.gram is None:
-            self.gram = tf.matmul(self.matrix, self.matrix, transpose_a=True) * self.scale
+            self.gram = self._full_gram()
 
 
 def split_into_windows(features: tf.Tensor, count: int, frames: int) -> tf.Tensor:
