@@ -109,10 +109,6 @@ def _spectrogram_images(spectrograms: tf.Tensor, limit: int = 2) -> tf.Tensor:
     return tf.clip_by_value(images / tf.maximum(tf.reduce_max(images), 1e-6), 0.0, 1.0)
 
 
-class _Interrupted(Exception):
-    pass
-
-
 def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], None] = print) -> dict:
     """Trains (or resumes training) `experiment` in `model_dir`; returns a summary of the run.
 
@@ -188,10 +184,17 @@ def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], 
                     frame_length=experiment.data.frame_length, frame_step=experiment.data.frame_step)
                 tf.summary.audio(f"audio/{name}", waveform[..., tf.newaxis], experiment.data.sample_rate)
 
-    def on_sigterm(signum, frame):
-        raise _Interrupted()
+    # Ctrl-C or SIGTERM (a scheduler's notice) ends the run after the current step and its validation: raising
+    # from the handler mid-step abandoned tf.data iterators with decodes in flight, and once crashed the process
+    # (heap corruption) before the checkpoint was written. A second signal stops at once.
+    stop_signals = []
 
-    previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    def on_stop_signal(signum, frame):
+        if stop_signals:
+            raise KeyboardInterrupt
+        stop_signals.append(signum)
+
+    previous_handlers = {s: signal.signal(s, on_stop_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     progress = cli.Progress(train_config.steps, start=start_step)
     log(f"training {experiment.model} on {len(dataset.split.train)} files ({len(dataset.split.validation)} held "
         f"out for validation) with {replicas} replica(s), steps {start_step} -> {train_config.steps}")
@@ -199,7 +202,7 @@ def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], 
     losses = {}
     validation_loss = None
     try:
-        while int(step.numpy()) < train_config.steps:
+        while int(step.numpy()) < train_config.steps and not stop_signals:
             losses = {name: float(value) for name, value in train_step(iterator).items()}
             done = int(step.numpy())
             if not np.isfinite(losses["total_loss"]):
@@ -221,12 +224,15 @@ def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], 
                         tf.summary.scalar("loss/total_loss", validation_loss)
             if done % train_config.checkpoint_every == 0 or done == train_config.steps:
                 manager.save(checkpoint_number=done)
-    except (KeyboardInterrupt, _Interrupted):
+        if stop_signals:
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
         manager.save(checkpoint_number=int(step.numpy()))
         log(f"interrupted: saved a checkpoint at step {int(step.numpy())}; rerun the same command to resume")
         raise KeyboardInterrupt from None
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
         train_writer.flush()
         validation_writer.flush()
 
