@@ -116,3 +116,17 @@ def test_every_loss_has_a_nonzero_gradient(name, rng):
     assert loss.shape == ()
     assert float(loss) > 0
     assert np.all(np.isfinite(gradient)) and float(tf.reduce_max(tf.abs(gradient))) > 0
+
+
+def test_positions_only_form_keeps_a_tiny_loss(rng):
+    """Near the style the positions-only form is a small difference of large terms: it must still be exact.
+
+    An optimiser's last iterations live there; a loss lost to rounding stalls L-BFGS's line search.
+    """
+    style = np.maximum(rng.standard_normal((1, 150, 2048)), 0).astype(np.float32)
+    x = (style * (1 + 1e-3 * rng.standard_normal(style.shape))).astype(np.float32)
+    gram = lambda a: np.einsum("bpi,bpj->bij", a.astype(np.float64), a.astype(np.float64)) / a.shape[1]
+    expected = np.sum((gram(x) - gram(style)) ** 2) / np.sum(gram(style) ** 2)
+    target = losses.StyleTarget(style, frames=150)
+    assert target.gram is None  # the positions-only form is the one under test
+    np.testing.assert_allclose(losses.style_loss(x, target), expected, rtol=0.02)

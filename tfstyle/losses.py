@@ -70,7 +70,7 @@ class StyleTarget:
         window: most frames per Gram; 0 = one Gram over the whole clip.
         explicit: always use the C x C Gram form (the original formulation; for reference measurements).
         matmul_dtype: dtype the loss's matmuls run in (bfloat16 is faster on CPUs with AMX or AVX512-BF16);
-            differences, sums and the returned loss stay float32.
+            the matmuls' results and the returned loss stay float32.
     """
 
     def __init__(self, style_features: tf.Tensor, *, over: str = "time", frames: int | None = None,
@@ -88,12 +88,13 @@ class StyleTarget:
         if frames is None or explicit or not _kernel_form_is_cheaper(
                 self.window_frames * (style_positions // style_features.shape[1]), style_positions, channels):
             self.gram = self._full_gram()
-        # ||G(S)||^2 normalises the loss; computed in whichever form is cheaper.
+        # ||G(S)||^2 normalises the loss; computed in whichever form is cheaper, summed in float64 (see below).
         if self.gram is None and _kernel_form_is_cheaper(style_positions, style_positions, channels):
             kernel = tf.matmul(self.matrix, self.matrix, transpose_b=True)
-            self.gram_norm_squared = _squared_norm(kernel) * self.scale**2
+            self.gram_norm_squared = _squared_norm_float64(kernel) * self.scale**2
         else:
-            self.gram_norm_squared = _squared_norm(self.gram if self.gram is not None else self._full_gram())
+            self.gram_norm_squared = _squared_norm_float64(
+                self.gram if self.gram is not None else self._full_gram())
         self.use_matmul_dtype(matmul_dtype)
 
     def _full_gram(self) -> tf.Tensor:
@@ -103,17 +104,6 @@ class StyleTarget:
         """Runs later `style_loss` matmuls in `dtype` (functions already traced keep the dtype they saw)."""
         self.matmul_dtype = dtype
         self.matmul_matrix = tf.cast(self.matrix, dtype)
-
-    def use_precise_form(self) -> None:
-        """float32 matmuls and the explicit C x C form from now on: slower, but good to the last digits.
-
-        The positions-only form is a difference of three terms of the size of ||G(S)||^2; once the loss is a
-        small fraction of that (below ~1e-3), their rounding errors swamp it and a line search can no longer see
-        a decrease. The explicit form subtracts the Gram matrices first and keeps float32's precision.
-        """
-        self.use_matmul_dtype(tf.float32)
-        if self.gram is None:
-            self.gram = self._full_gram()
 
 
 def split_into_windows(features: tf.Tensor, count: int, frames: int) -> tf.Tensor:
@@ -133,6 +123,10 @@ def _kernel_form_is_cheaper(positions: int, style_positions: int, channels: int)
 
 def _squared_norm(x: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.square(x))
+
+
+def _squared_norm_float64(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.square(tf.cast(x, tf.float64)))
 
 
 def _matmul(a: tf.Tensor, b: tf.Tensor, dtype: tf.DType, **kwargs) -> tf.Tensor:
@@ -168,9 +162,14 @@ def _gram_distance_by_positions(matrix: tf.Tensor, target: StyleTarget) -> tf.Te
         scale = 1.0 / tf.cast(tf.shape(a)[1], tf.float32)
         own = _matmul(a, a, dtype, transpose_b=True)  # [batch, T, T]
         cross = _matmul(a, target.matmul_matrix, dtype, transpose_b=True)  # [batch, T, Ts]
-        batch = tf.cast(tf.shape(a)[0], tf.float32)  # every example is compared with the one style
-        value = (_squared_norm(own) * scale**2 - 2.0 * _squared_norm(cross) * scale * target.scale
-                 + batch * target.gram_norm_squared)
+        # Three terms of the size of ||G(S)||^2 whose difference is the (small) loss: summed and subtracted in
+        # float64. In float32 the sums' rounding swamps a loss below ~1e-3 of ||G(S)||^2, and an L-BFGS line
+        # search then stalls (the matmuls' own float32 rounding is far smaller).
+        scale64 = 1.0 / tf.cast(tf.shape(a)[1], tf.float64)
+        batch = tf.cast(tf.shape(a)[0], tf.float64)  # every example is compared with the one style
+        value = tf.cast(_squared_norm_float64(own) * scale64**2
+                        - 2.0 * _squared_norm_float64(cross) * scale64 * target.scale
+                        + batch * target.gram_norm_squared, tf.float32)
 
         def gradient(upstream):  # 4 (A A^T) A / T^2 - 4 (A S^T) S / (T Ts)
             return upstream * 4.0 * scale * (_matmul(own * scale, a, dtype)
@@ -197,7 +196,7 @@ def style_loss(features: tf.Tensor, target: StyleTarget) -> tf.Tensor:
     (and averaged over the target's windows, if it has several)."""
     features = split_into_windows(features, target.window_count, target.window_frames)
     matrix = tf.cast(positions_by_channels(features, target.over), tf.float32)
-    denominator = tf.maximum(target.gram_norm_squared, 1e-12) * target.window_count
+    denominator = tf.maximum(tf.cast(target.gram_norm_squared, tf.float32), 1e-12) * target.window_count
     if target.gram is None:
         return _gram_distance_by_positions(matrix, target) / denominator
     return _gram_distance(matrix, target) / denominator

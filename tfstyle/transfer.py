@@ -37,8 +37,8 @@ class TransferResult:
     Attributes:
         log_magnitude: the optimised log1p-magnitude spectrogram, [frames, bins].
         history: the losses at the start and after every step (L-BFGS: iteration), dicts of LOSS_NAMES -> float.
-        precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16; float32 with explicit Grams from
-            iteration 42" when L-BFGS finished that way (see `_minimise_lbfgs`).
+        precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16; float32 from iteration 42" when
+            L-BFGS finished that way (see `_minimise_lbfgs`).
     """
 
     log_magnitude: np.ndarray
@@ -158,17 +158,16 @@ def transfer_spectrogram(
 
     precision = matmul_dtype.name
 
-    def to_precise(iteration: int) -> None:
+    def to_float32(iteration: int) -> None:
         nonlocal precision
-        if hasattr(model, "use_bfloat16_matmuls"):
-            model.use_bfloat16_matmuls(False)
+        model.use_bfloat16_matmuls(False)
         for target in style_targets.values():
-            target.use_precise_form()
-        precision += f"; float32 with explicit Grams from iteration {iteration}"
+            target.use_matmul_dtype(tf.float32)
+        precision += f"; float32 from iteration {iteration}"
 
     if config.optimizer == "lbfgs":
         history = _minimise_lbfgs(compute_losses, spectrogram, ceiling, config, on_step,
-                                  to_precise=None if config.explicit_gram else to_precise)
+                                  to_float32=to_float32 if matmul_dtype == tf.bfloat16 else None)
     else:
         history = _minimise_adam(compute_losses, spectrogram, ceiling, config, on_step)
     return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history, precision=precision)
@@ -209,12 +208,12 @@ def _minimise_adam(compute_losses, spectrogram: tf.Variable, ceiling: float, con
 
 
 def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, config, on_step,
-                    to_precise: Callable[[int], None] | None = None) -> list[dict]:
+                    to_float32: Callable[[int], None] | None = None) -> list[dict]:
     """scipy's L-BFGS-B (the original method's optimiser) with [0, ceiling] as bounds instead of clipping.
 
-    The fast loss (bfloat16 matmuls, the positions-only Gram form) is good to a few digits only; once the line
-    search can no longer find a decrease, the run would end early. `to_precise`, if given, then switches to
-    float32 and the explicit Gram form, and the remaining iterations continue from there.
+    A loss with bfloat16 matmuls is good to a few digits only (its input is rounded to 8 bits, so it is flat
+    over short steps); once the line search can no longer find a decrease, the run would end early.
+    `to_float32`, if given, then switches the matmuls to float32, and the remaining iterations continue.
     """
     import scipy.optimize  # Deferred; scipy comes with librosa.
 
@@ -250,8 +249,8 @@ def _minimise_lbfgs(compute_losses, spectrogram: tf.Variable, ceiling: float, co
 
     solution = run(spectrogram.numpy().ravel().astype(np.float64), config.steps)
     remaining = config.steps - (len(history) - 1)
-    if to_precise is not None and remaining > 0:
-        to_precise(len(history) - 1)
+    if to_float32 is not None and remaining > 0:
+        to_float32(len(history) - 1)
         solution = run(solution, remaining)
     spectrogram.assign(solution.reshape(shape).astype(np.float32))
     return history
