@@ -229,11 +229,12 @@ def test_windowed_style_matching_styles_every_window(problem):
         assert after < before / 2
 
 
-def test_lbfgs_finishes_in_precise_float32_when_its_line_search_stalls(problem):
-    """The fast loss is good to a few digits; L-BFGS must not end early when its line search runs out."""
+@pytest.mark.parametrize("explicit_gram", [False, True])
+def test_lbfgs_finishes_in_float32_when_its_bfloat16_line_search_stalls(problem, explicit_gram):
+    """bfloat16 losses are good to a few digits; L-BFGS must not end early when its line search runs out."""
     model, content, style = problem
     result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(
-        steps=100, optimizer="lbfgs", precision="bfloat16"))
+        steps=100, optimizer="lbfgs", precision="bfloat16", explicit_gram=explicit_gram))
     assert len(result.history) == 101  # every iteration asked for was run
     switch = re.fullmatch(r"bfloat16; float32 from iteration (\d+)", result.precision)
     assert switch, result.precision  # this problem stalls near iteration 50
