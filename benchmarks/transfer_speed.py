@@ -1,6 +1,6 @@
 """How fast is a random-CNN style transfer, against this machine's matmul rate and the original formulation?
 
-    python benchmarks/transfer_speed.py [--seconds=10] [--reference_steps=300] [--noscaling] [--parts=bcd]
+    python benchmarks/transfer_speed.py [--seconds=10] [--reference_steps=300] [--noscaling] [--parts=bcde]
 
 Everything is measured in the same run, on the example violin (content) and piano (style) clips looped to
 --seconds at 22.05 kHz, n_fft 2048, hop 512, 4096 filters of width 11:
@@ -16,6 +16,8 @@ Everything is measured in the same run, on the example violin (content) and pian
       the defaults' wall time and final loss, and for each result how much of the content's melody it kept.
   (d) peak memory (process RSS) of a default transfer, each measured in a fresh subprocess; with --scaling also
       the time per second of audio at 5, 10 and 60 s of content (the style clip stays --seconds long).
+  (e) what the defaults stand on: wall time, style loss, content loss and melody of default transfers (Adam)
+      cut to fewer steps and of short L-BFGS runs, on both shipped example pairs (whole clips, at their own rate).
 """
 
 import json
@@ -35,19 +37,21 @@ flags.DEFINE_float("seconds", 10.0, "Clip length in seconds.")
 flags.DEFINE_integer("reference_steps", 300, "L-BFGS steps of the original settings.")
 flags.DEFINE_integer("timed_steps", 10, "Steps timed per path in (b).")
 flags.DEFINE_bool("scaling", True, "Also measure 5 s and 60 s clips (d).")
-flags.DEFINE_string("parts", "bcd", "Parts to run after (a), e.g. --parts=b for the step times only.")
+flags.DEFINE_string("parts", "bcde", "Parts to run after (a), e.g. --parts=b for the step times only.")
 flags.DEFINE_string("child", None, "Internal: run one default transfer of this many seconds and print JSON.")
 FLAGS = flags.FLAGS
 
 SAMPLE_RATE, FRAME_LENGTH, FRAME_STEP, FILTERS, WIDTH = 22050, 2048, 512, 4096, 11
 # The original method's step: float32, tf.nn.conv1d (ReferenceCNN), explicit Gram matrices over the whole clip.
 REFERENCE = dict(precision="float32", explicit_gram=True, gram_window=0)
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "music")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+EXAMPLE_PAIRS = {"music": ("music/content_violin_m06.wav", "music/style_piano_m02.wav"),
+                 "speech": ("speech/content_flite_slt_h01.wav", "speech/style_flite_awb_h02.wav")}
 
 
 def log_magnitudes(content_seconds: float, style_seconds: float) -> tuple[tf.Tensor, tf.Tensor]:
     clips = []
-    for name, seconds in (("content_violin_m06.wav", content_seconds), ("style_piano_m02.wav", style_seconds)):
+    for name, seconds in zip(EXAMPLE_PAIRS["music"], (content_seconds, style_seconds)):
         waveform, _ = audio_io.load_audio(os.path.join(EXAMPLES, name), sample_rate=SAMPLE_RATE)
         looped = np.resize(waveform.numpy(), int(seconds * SAMPLE_RATE))
         clips.append(spectral_ops.log_magnitude_spectrogram(looped, frame_length=FRAME_LENGTH,
@@ -114,7 +118,7 @@ def time_to_loss(model, content, style, config: dict, target: float, max_steps: 
     return (reached[0] if reached else float("inf")), result
 
 
-def melody_kept(result_log_magnitude, content_log_magnitude) -> float:
+def melody_kept(result_log_magnitude, content_log_magnitude, sample_rate: int = SAMPLE_RATE) -> float:
     """Mean cosine similarity of the result's and the content's chroma, frame by frame: 1 = the same notes.
 
     The style loss alone does not say whether the content survived: optimised far enough with content weight 0,
@@ -122,7 +126,7 @@ def melody_kept(result_log_magnitude, content_log_magnitude) -> float:
     """
     import librosa  # Deferred: only this measure needs it.
 
-    chroma = [librosa.feature.chroma_stft(S=np.expm1(np.asarray(x, np.float64)).T ** 2, sr=SAMPLE_RATE,
+    chroma = [librosa.feature.chroma_stft(S=np.expm1(np.asarray(x, np.float64)).T ** 2, sr=sample_rate,
                                           n_fft=FRAME_LENGTH) for x in (result_log_magnitude, content_log_magnitude)]
     dot = np.sum(chroma[0] * chroma[1], axis=0)
     return float(np.mean(dot / (np.linalg.norm(chroma[0], axis=0) * np.linalg.norm(chroma[1], axis=0) + 1e-12)))
@@ -206,6 +210,30 @@ def memory_and_scaling() -> None:
               f"of audio, peak RSS {report['peak_rss_mb']:6.0f} MB, style loss {report['style_loss']:.4g}")
 
 
+def trade_offs() -> None:
+    defaults = configs.TransferConfig()
+    print("(e) shorter runs and L-BFGS against the defaults, on the shipped pairs: wall time, style loss, content "
+          "loss (distance of the features from the content clip's; it grows as the style takes over), melody")
+    model = registry.build_model("random_cnn")
+    for pair, (content_name, style_name) in EXAMPLE_PAIRS.items():
+        content_wave, rate = audio_io.load_audio(os.path.join(EXAMPLES, content_name))
+        style_wave, _ = audio_io.load_audio(os.path.join(EXAMPLES, style_name), sample_rate=rate)
+        content, style = (spectral_ops.log_magnitude_spectrogram(wave, frame_length=FRAME_LENGTH, frame_step=FRAME_STEP)
+                          for wave in (content_wave, style_wave))
+        print(f"    {pair} ({content.shape[0] * FRAME_STEP / rate:.1f} s at {rate} Hz)")
+        for optimizer, steps in (("adam", 25), ("adam", 50), ("adam", defaults.steps),
+                                 ("lbfgs", 5), ("lbfgs", 10), ("lbfgs", 20), ("lbfgs", 40)):
+            start = time.perf_counter()
+            result = transfer.transfer_spectrogram(model, content, style,
+                                                   configs.TransferConfig(optimizer=optimizer, steps=steps))
+            seconds = time.perf_counter() - start
+            final = result.history[-1]
+            label = f"{optimizer} {steps}" + (" (defaults)" if (optimizer, steps) == (defaults.optimizer,
+                                                                                      defaults.steps) else "")
+            print(f"      {label:>18}: {seconds:5.1f} s, style loss {final['style_loss']:.3g}, content loss "
+                  f"{final['content_loss']:.3f}, melody {melody_kept(result.log_magnitude, content, rate):.2f}")
+
+
 def main(argv):
     del argv
     if FLAGS.child:
@@ -225,6 +253,8 @@ def main(argv):
         whole_transfers(model, reference, content, style)
     if "d" in FLAGS.parts:
         memory_and_scaling()
+    if "e" in FLAGS.parts:
+        trade_offs()
 
 
 if __name__ == "__main__":
