@@ -210,11 +210,10 @@ def memory_and_scaling() -> None:
               f"of audio, peak RSS {report['peak_rss_mb']:6.0f} MB, style loss {report['style_loss']:.4g}")
 
 
-def trade_offs() -> None:
+def trade_offs(model) -> None:
     defaults = configs.TransferConfig()
     print("(e) shorter runs and L-BFGS against the defaults, on the shipped pairs: wall time, style loss, content "
           "loss (distance of the features from the content clip's; it grows as the style takes over), melody")
-    model = registry.build_model("random_cnn")
     for pair, (content_name, style_name) in EXAMPLE_PAIRS.items():
         content_wave, rate = audio_io.load_audio(os.path.join(EXAMPLES, content_name))
         style_wave, _ = audio_io.load_audio(os.path.join(EXAMPLES, style_name), sample_rate=rate)
@@ -254,7 +253,7 @@ def main(argv):
     if "d" in FLAGS.parts:
         memory_and_scaling()
     if "e" in FLAGS.parts:
-        trade_offs()
+        trade_offs(model)
 
 
 if __name__ == "__main__":
