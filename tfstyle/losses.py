@@ -159,13 +159,13 @@ def _gram_distance_by_positions(matrix: tf.Tensor, target: StyleTarget) -> tf.Te
     @tf.custom_gradient
     def distance(a):
         dtype = target.matmul_dtype
-        scale = 1.0 / tf.cast(tf.shape(a)[1], tf.float32)
+        scale64 = 1.0 / tf.cast(tf.shape(a)[1], tf.float64)  # 1 / T
+        scale = tf.cast(scale64, tf.float32)
         own = _matmul(a, a, dtype, transpose_b=True)  # [batch, T, T]
         cross = _matmul(a, target.matmul_matrix, dtype, transpose_b=True)  # [batch, T, Ts]
         # Three terms of the size of ||G(S)||^2 whose difference is the (small) loss: summed and subtracted in
         # float64. In float32 the sums' rounding swamps a loss below ~1e-3 of ||G(S)||^2, and an L-BFGS line
         # search then stalls (the matmuls' own float32 rounding is far smaller).
-        scale64 = 1.0 / tf.cast(tf.shape(a)[1], tf.float64)
         batch = tf.cast(tf.shape(a)[0], tf.float64)  # every example is compared with the one style
         value = tf.cast(_squared_norm_float64(own) * scale64**2
                         - 2.0 * _squared_norm_float64(cross) * scale64 * target.scale
