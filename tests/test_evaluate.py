@@ -61,3 +61,22 @@ def test_evaluate_cli_on_a_saved_model(name, sections, exported, tmp_path):  # n
 def test_evaluate_bad_input(tmp_path):
     completed = run_command([sys.executable, "-m", "tfstyle.evaluate", "--model=conv_ae", "--data_dir=/no/data"])
     assert_one_line_usage_error(completed, "data folder does not exist")
+
+
+@pytest.mark.parametrize("flag, rate", [(None, 8000), ("--sample_rate=11025", 11025)])
+def test_random_cnn_is_evaluated_at_the_datas_own_rate(flag, rate, tmp_path):
+    write_clips(tmp_path / "data", speakers=("s1", "s2"), per_speaker=2)  # written at 8 kHz
+    completed = run_command([sys.executable, "-m", "tfstyle.evaluate", "--model=random_cnn",
+                             f"--data_dir={tmp_path / 'data'}", "--subset_size=2"] + ([flag] if flag else []))
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["sample_rate"] == rate
+    assert report["identification"]["conv"]["accuracy_2_labels"] == 1.0  # two very different tones
+
+
+def test_a_saved_model_keeps_its_exported_rate(exported, tmp_path):  # noqa: F811
+    write_clips(tmp_path / "data", speakers=("s1", "s2"), per_speaker=2)
+    _, path = exported["conv_ae"]
+    completed = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={path}",
+                             f"--data_dir={tmp_path / 'data'}", "--sample_rate=11025"])
+    assert_one_line_usage_error(completed, "works at the")

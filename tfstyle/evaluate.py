@@ -208,11 +208,19 @@ def _define_flags() -> None:
     flags.DEFINE_string("identify_column", "", "Manifest column to identify by (default: --label_column's).")
     flags.DEFINE_float("validation_fraction", 0.3, "Held-out share of labels; the training recipe's value.")
     flags.DEFINE_integer("seed", 0, "Seed of the split; the training recipe's value.")
+    flags.DEFINE_integer("sample_rate", None, "Rate (Hz) for a model that takes any (the random CNN); default: the "
+                         "data's own (its first file's). A SavedModel works at the rate it was exported with.")
     flags.DEFINE_integer("subset_size", 4, "Also report identification averaged over all subsets of this many labels.")
     flags.DEFINE_string("output", None, "Also write the report to this JSON file.")
 
 
 FLAGS = flags.FLAGS
+
+
+def _first_file_rate() -> int:
+    files = data.list_audio_files(FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest or None,
+                                  label_column=FLAGS.identify_column or FLAGS.label_column)
+    return audio_io.load_audio(files[0].path)[1]
 
 
 def main(argv: list[str]) -> None:
@@ -222,8 +230,16 @@ def main(argv: list[str]) -> None:
     if not FLAGS.data_dir and not FLAGS.manifest:
         raise InputError("--data_dir (or --manifest) is required")
     model_name, model = export.load_model(FLAGS.model)
-    signal = model.signal_config() if hasattr(model, "signal_config") else {
-        "sample_rate": 16000, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
+    if hasattr(model, "signal_config"):
+        signal = model.signal_config()
+        if FLAGS.sample_rate not in (None, signal["sample_rate"]):
+            raise InputError(f"--sample_rate: {model_name} works at the {signal['sample_rate']} Hz it was exported "
+                             "with; drop the flag")
+    else:  # the in-memory random CNN: like the transfer command, work at the data's own rate
+        signal = {"sample_rate": FLAGS.sample_rate or _first_file_rate(), "frame_length": spectral_ops.FRAME_LENGTH,
+                  "frame_step": spectral_ops.FRAME_STEP}
+        if signal["sample_rate"] < 1000:
+            raise InputError(f"--sample_rate must be at least 1000 Hz, got {signal['sample_rate']}")
     data_config = configs.DataConfig(data_dir=FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest,
                                      label_column=FLAGS.label_column,
                                      validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed, augment=False,
