@@ -66,6 +66,7 @@ def test_evaluate_bad_input(tmp_path):
 @pytest.mark.parametrize("flag, rate", [(None, 8000), ("--sample_rate=11025", 11025)])
 def test_random_cnn_is_evaluated_at_the_datas_own_rate(flag, rate, tmp_path):
     write_clips(tmp_path / "data", speakers=("s1", "s2"), per_speaker=2)  # written at 8 kHz
+    (tmp_path / "data" / "s1" / "a_broken.wav").write_text("not audio")  # the first file: its rate is unknown
     completed = run_command([sys.executable, "-m", "tfstyle.evaluate", "--model=random_cnn",
                              f"--data_dir={tmp_path / 'data'}", "--subset_size=2"] + ([flag] if flag else []))
     assert completed.returncode == 0, completed.stderr
@@ -74,9 +75,11 @@ def test_random_cnn_is_evaluated_at_the_datas_own_rate(flag, rate, tmp_path):
     assert report["identification"]["conv"]["accuracy_2_labels"] == 1.0  # two very different tones
 
 
-def test_a_saved_model_keeps_its_exported_rate(exported, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("model, rate, message", [("conv_ae", 11025, "works at the 8000 Hz it was exported with"),
+                                                 ("random_cnn", 0, "at least 1000 Hz")])
+def test_bad_sample_rates(model, rate, message, exported, tmp_path):  # noqa: F811
     write_clips(tmp_path / "data", speakers=("s1", "s2"), per_speaker=2)
-    _, path = exported["conv_ae"]
-    completed = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={path}",
-                             f"--data_dir={tmp_path / 'data'}", "--sample_rate=11025"])
-    assert_one_line_usage_error(completed, "works at the")
+    model = exported[model][1] if model != "random_cnn" else model
+    completed = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={model}",
+                             f"--data_dir={tmp_path / 'data'}", f"--sample_rate={rate}"])
+    assert_one_line_usage_error(completed, message)

@@ -217,10 +217,16 @@ def _define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
-def _first_file_rate() -> int:
+def _data_rate() -> int:
+    """The rate of the data's first readable file (the pipeline resamples the others to it)."""
     files = data.list_audio_files(FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest or None,
                                   label_column=FLAGS.identify_column or FLAGS.label_column)
-    return audio_io.load_audio(files[0].path)[1]
+    for file in files:
+        try:
+            return audio_io.load_audio(file.path)[1]
+        except InputError:
+            continue  # skipped later with a warning, like any unreadable file
+    raise InputError(f"none of the {len(files)} audio files of the data can be read")
 
 
 def main(argv: list[str]) -> None:
@@ -236,10 +242,10 @@ def main(argv: list[str]) -> None:
             raise InputError(f"--sample_rate: {model_name} works at the {signal['sample_rate']} Hz it was exported "
                              "with; drop the flag")
     else:  # the in-memory random CNN: like the transfer command, work at the data's own rate
-        signal = {"sample_rate": FLAGS.sample_rate or _first_file_rate(), "frame_length": spectral_ops.FRAME_LENGTH,
+        if FLAGS.sample_rate is not None and FLAGS.sample_rate < 1000:
+            raise InputError(f"--sample_rate must be at least 1000 Hz, got {FLAGS.sample_rate}")
+        signal = {"sample_rate": FLAGS.sample_rate or _data_rate(), "frame_length": spectral_ops.FRAME_LENGTH,
                   "frame_step": spectral_ops.FRAME_STEP}
-        if signal["sample_rate"] < 1000:
-            raise InputError(f"--sample_rate must be at least 1000 Hz, got {signal['sample_rate']}")
     data_config = configs.DataConfig(data_dir=FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest,
                                      label_column=FLAGS.label_column,
                                      validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed, augment=False,
