@@ -27,6 +27,12 @@ def fail(message: str) -> None:
     sys.exit(USAGE_ERROR_STATUS)
 
 
+def check_sample_rate(rate: int | None) -> None:
+    """A --sample_rate flag's value: unset, or a rate audio can be worked at (InputError otherwise)."""
+    if rate is not None and rate < 1000:
+        raise InputError(f"--sample_rate must be at least 1000 Hz, got {rate}")
+
+
 def _parse_flags(argv: Sequence[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)

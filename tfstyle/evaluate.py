@@ -242,8 +242,7 @@ def main(argv: list[str]) -> None:
             raise InputError(f"--sample_rate: {model_name} works at the {signal['sample_rate']} Hz it was exported "
                              "with; drop the flag")
     else:  # the in-memory random CNN: like the transfer command, work at the data's own rate
-        if FLAGS.sample_rate is not None and FLAGS.sample_rate < 1000:
-            raise InputError(f"--sample_rate must be at least 1000 Hz, got {FLAGS.sample_rate}")
+        cli.check_sample_rate(FLAGS.sample_rate)
         signal = {"sample_rate": FLAGS.sample_rate or _data_rate(), "frame_length": spectral_ops.FRAME_LENGTH,
                   "frame_step": spectral_ops.FRAME_STEP}
     data_config = configs.DataConfig(data_dir=FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest,

@@ -382,8 +382,7 @@ def main(argv: list[str]) -> None:
         raise InputError(f"--output must be a .wav path, got {FLAGS.output}")
     if FLAGS.frame_step < 1 or FLAGS.frame_length < FLAGS.frame_step:
         raise InputError("need 1 <= --frame_step <= --frame_length")
-    if FLAGS.sample_rate is not None and FLAGS.sample_rate < 1000:
-        raise InputError(f"--sample_rate must be at least 1000 Hz, got {FLAGS.sample_rate}")
+    cli.check_sample_rate(FLAGS.sample_rate)
     config = _config_from_flags()
     fileutil.check_writable_output(FLAGS.output)
     model_name, model = _load_model()
