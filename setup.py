@@ -1,4 +1,8 @@
-"""Installs the `tfstyle` package (and nothing else) with its console script."""
+"""Installs the `tfstyle` package (and nothing else) with its console script and the released SavedModels.
+
+`saved_models/` stays at the top of the repository, where TF Serving users expect it; the install maps it into the
+package as `tfstyle/saved_models/`, so an installed tfstyle finds its shipped models from any folder.
+"""
 
 import setuptools
 
@@ -7,7 +11,9 @@ setuptools.setup(
     version="0.1.0",
     description="A TensorFlow/Keras model zoo for neural audio style transfer.",
     python_requires=">=3.11,<3.12",
-    packages=setuptools.find_packages(include=["tfstyle", "tfstyle.*"]),
+    packages=[*setuptools.find_packages(include=["tfstyle", "tfstyle.*"]), "tfstyle.saved_models"],
+    package_dir={"tfstyle.saved_models": "saved_models"},
+    package_data={"tfstyle.saved_models": ["models.config", "*/*/*.pb", "*/*/assets/*", "*/*/variables/*"]},
     install_requires=[
         # tensorflow-io 0.37's native audio ops are built against TF 2.17 and fail to load with newer TF.
         "tensorflow==2.17.1",

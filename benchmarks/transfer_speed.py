@@ -29,7 +29,7 @@ import time
 
 from absl import app, flags
 
-from tfstyle import audio_io, configs, registry, spectral_ops, transfer
+from tfstyle import audio_io, configs, registry, spectral_ops, transfer_lib
 
 import numpy as np  # noqa: E402  (after tfstyle, which quietens TensorFlow's start-up logging)
 import tensorflow as tf  # noqa: E402
@@ -103,7 +103,7 @@ def time_step(model, content, style, config) -> float:
     """
     stamps = []
     settings = configs.TransferConfig(**{**config, "steps": FLAGS.timed_steps + 1})
-    transfer.transfer_spectrogram(model, content, style, settings,
+    transfer_lib.transfer_spectrogram(model, content, style, settings,
                                   on_step=lambda done, step_losses: stamps.append(time.perf_counter()))
     return float(np.median(np.diff(stamps)))  # the first step, which compiles, has no interval before it
 
@@ -112,7 +112,7 @@ def time_to_loss(model, content, style, config: dict, target: float, max_steps: 
     """(seconds until the style loss first reaches `target` (inf if never), the TransferResult)."""
     times = []
     start = time.perf_counter()
-    result = transfer.transfer_spectrogram(
+    result = transfer_lib.transfer_spectrogram(
         model, content, style, configs.TransferConfig(**{**config, "steps": max_steps}),
         on_step=lambda done, step_losses: times.append((time.perf_counter() - start, step_losses["style_loss"])))
     reached = [t for t, loss in times if loss <= target]
@@ -137,7 +137,7 @@ def child(seconds: float) -> None:
     content, style = log_magnitudes(seconds, FLAGS.seconds)
     model = registry.build_model("random_cnn")
     start = time.perf_counter()
-    result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig())
+    result = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig())
     elapsed = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "wall_s": elapsed, "style_loss": result.history[-1]["style_loss"],
                       "bfloat16": model.uses_bfloat16_matmuls,
@@ -182,7 +182,7 @@ def whole_transfers(model, reference, content, style) -> None:
           "'melody' is the chroma similarity to the content clip (1 = same notes; the style clip scores "
           f"{melody_kept(style[:content.shape[0]], content):.2f})")
     start = time.perf_counter()
-    original = transfer.transfer_spectrogram(reference, content, style, configs.TransferConfig(
+    original = transfer_lib.transfer_spectrogram(reference, content, style, configs.TransferConfig(
         steps=FLAGS.reference_steps, optimizer="lbfgs", **REFERENCE))
     original_s = time.perf_counter() - start
     target = original.history[-1]["style_loss"]
@@ -194,7 +194,7 @@ def whole_transfers(model, reference, content, style) -> None:
               f"time); after {len(result.history) - 1} steps ({result.precision}) the loss is "
               f"{result.history[-1]['style_loss']:.4g}, melody {melody_kept(result.log_magnitude, content):.2f}")
     start = time.perf_counter()
-    default = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig())
+    default = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig())
     default_s = time.perf_counter() - start
     final = default.history[-1]["style_loss"]
     print(f"    defaults ({configs.TransferConfig().optimizer}, {configs.TransferConfig().steps} steps): "
@@ -226,7 +226,7 @@ def trade_offs(model) -> None:
         for optimizer, steps in (("adam", 25), ("adam", 50), ("adam", defaults.steps),
                                  ("lbfgs", 5), ("lbfgs", 10), ("lbfgs", 20), ("lbfgs", 40)):
             start = time.perf_counter()
-            result = transfer.transfer_spectrogram(model, content, style,
+            result = transfer_lib.transfer_spectrogram(model, content, style,
                                                    configs.TransferConfig(optimizer=optimizer, steps=steps))
             seconds = time.perf_counter() - start
             final = result.history[-1]

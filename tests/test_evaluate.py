@@ -83,3 +83,23 @@ def test_bad_sample_rates(model, rate, message, exported, tmp_path):  # noqa: F8
     completed = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={model}",
                              f"--data_dir={tmp_path / 'data'}", f"--sample_rate={rate}"])
     assert_one_line_usage_error(completed, message)
+
+
+def test_evaluate_holds_out_the_split_the_model_was_trained_with(tmp_path):
+    from tfstyle import configs, export
+    from test_export import tiny_model
+
+    write_clips(tmp_path / "data", speakers=("s1", "s2", "s3", "s4"), per_speaker=2)
+    model, config = tiny_model("conv_ae")
+    data_config = configs.DataConfig(sample_rate=8000, frame_length=256, frame_step=64, validation_fraction=0.5,
+                                     seed=7)
+    path = export.export_saved_model("conv_ae", model, config, str(tmp_path / "conv_ae"), data_config=data_config)
+    recorded = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={path}",
+                            f"--data_dir={tmp_path / 'data'}"])
+    assert recorded.returncode == 0, recorded.stderr
+    split = json.loads(recorded.stdout)["split"]
+    assert split["validation_fraction"] == 0.5 and split["seed"] == 7
+    told = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={path}", f"--data_dir={tmp_path / 'data'}",
+                        "--validation_fraction=0.25"])
+    assert told.returncode == 0, told.stderr
+    assert json.loads(told.stdout)["split"]["validation_fraction"] == 0.25

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfstyle import configs, export, registry, spectral_ops
+from tfstyle import configs, export, loading, registry, spectral_ops
 from conftest import REPO, chirp, harmonic_tone, run_transfer
 from test_models import SIGNAL, TINY
 from test_transfer import assert_one_line_usage_error
@@ -85,12 +85,12 @@ def expected_serving_output(name, model, waveform):
 def test_export_writes_integer_versions_atomically(exported, tmp_path):
     model, path = exported["conv_ae"]
     assert os.path.basename(path) == "1"
-    for part in ("saved_model.pb", "variables/variables.index", f"assets/{export.INFO_ASSET}"):
+    for part in ("saved_model.pb", "variables/variables.index", f"assets/{loading.INFO_ASSET}"):
         assert os.path.exists(os.path.join(path, part)), part
     again = export.export_saved_model("conv_ae", model, tiny_model("conv_ae")[1], os.path.dirname(path))
     assert os.path.basename(again) == "2"
     assert sorted(os.listdir(os.path.dirname(path))) == ["1", "2"]  # no temporary folder left behind
-    info = json.load(open(os.path.join(path, "assets", export.INFO_ASSET)))
+    info = json.load(open(os.path.join(path, "assets", loading.INFO_ASSET)))
     assert info["sample_rate"] == SAMPLE_RATE and info["frame_length"] == 256 and info["model"] == "conv_ae"
     assert info["feature_layers"] == list(model.feature_layer_names)
 
@@ -133,7 +133,7 @@ SIGNATURES = {
 @pytest.mark.parametrize("name", sorted(ALL_TINY))
 def test_signatures_are_as_documented_and_features_are_differentiable(name, exported):
     model, path = exported[name]
-    loaded = export.LoadedModel(path)
+    loaded = loading.LoadedModel(path)
     assert set(loaded.saved_model.signatures) == SIGNATURES[name]
     default = loaded.saved_model.signatures["serving_default"]
     (spec,) = default.structured_input_signature[1].values()
@@ -176,7 +176,7 @@ def test_broken_or_foreign_saved_models_are_one_line_errors(exported, tmp_path, 
     half.mkdir()
     (half / "saved_model.pb").write_bytes(open(os.path.join(path, "saved_model.pb"), "rb").read()[:100])
     os.makedirs(half / "assets")
-    (half / "assets" / export.INFO_ASSET).write_text(open(os.path.join(path, "assets", export.INFO_ASSET)).read())
+    (half / "assets" / loading.INFO_ASSET).write_text(open(os.path.join(path, "assets", loading.INFO_ASSET)).read())
     foreign = tmp_path / "foreign"
     tf.saved_model.save(tf.Module(), str(foreign))
     cases = {str(half): "cannot load SavedModel", str(foreign): "not one exported by tfstyle",
@@ -189,16 +189,16 @@ def test_broken_or_foreign_saved_models_are_one_line_errors(exported, tmp_path, 
 
 def test_style_from_all_four_conv_ae_layers_optimises_stably(exported):
     """The original work could not optimise with style beyond the first layer; per-layer normalisation must."""
-    from tfstyle import configs, transfer
+    from tfstyle import configs, transfer_lib
 
     _, path = exported["conv_ae"]
-    loaded = export.LoadedModel(path)
+    loaded = loading.LoadedModel(path)
     content = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(chirp(0.5, SAMPLE_RATE, f1=2000.0),
                                                                      frame_length=256, frame_step=64))
     style = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(harmonic_tone(0.5, SAMPLE_RATE),
                                                                    frame_length=256, frame_step=64))
     layers = tuple((f"conv{i}", 1.0) for i in range(1, 5))
-    result = transfer.transfer_spectrogram(loaded, content, style, configs.TransferConfig(steps=40, style_layers=layers))
+    result = transfer_lib.transfer_spectrogram(loaded, content, style, configs.TransferConfig(steps=40, style_layers=layers))
     totals = np.array([losses["total_loss"] for losses in result.history])
     assert np.all(np.isfinite(totals))
     assert totals[-1] < 0.5 * totals[0]
@@ -222,8 +222,8 @@ def test_the_whole_zoo_ships_and_models_config_lists_it():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_serves_in_a_tensorflow_only_process(name, tmp_path):
-    path = export.shipped_model_path(name)
-    loaded = export.LoadedModel(path)
+    path = loading.shipped_model_path(name)
+    loaded = loading.LoadedModel(path)
     inputs = {"waveform": waveforms(loaded.info["sample_rate"])}
     np.savez(tmp_path / "inputs.npz", **inputs)
     completed = subprocess.run([sys.executable, "-c", TF_ONLY_CHECK, path, str(tmp_path / "inputs.npz"),
@@ -254,3 +254,46 @@ def test_readme_rest_request_body_fits_the_signature(exported):
     signature = tf.saved_model.load(path).signatures[body["signature_name"]]
     outputs = signature(**{k: tf.constant(v, tf.float32) for k, v in body["inputs"].items()})
     assert list(outputs) == ["embedding"] and outputs["embedding"].shape[0] == 1
+
+
+@pytest.mark.parametrize("name", ["conv_ae", "dilated_conv_ae"])
+def test_transfer_through_a_loaded_model_with_style_and_content_on_one_layer(name, exported):
+    """Two loss terms on one layer of a loaded dilated_conv_ae once broke its gradient (Grappler shape folding)."""
+    from tfstyle import transfer_lib
+
+    _, path = exported[name]
+    loaded = loading.LoadedModel(path)
+    content = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(chirp(0.5, SAMPLE_RATE, f1=2000.0),
+                                                                     frame_length=256, frame_step=64))
+    style = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(harmonic_tone(0.6, SAMPLE_RATE),
+                                                                   frame_length=256, frame_step=64))
+    config = configs.TransferConfig(steps=3, content_weight=1.0, style_layers=(("conv1", 1.0),),
+                                    content_layers=(("conv1", 1.0),))
+    result = transfer_lib.transfer_spectrogram(loaded, content, style, config)
+    assert np.isfinite(result.history[-1]["total_loss"])
+
+
+def test_recombining_model_writes_the_content_files_rate(exported, tmp_path):
+    import soundfile
+
+    _, path = exported["conv_vae"]  # works at 8 kHz
+    content = tmp_path / "content.wav"
+    soundfile.write(content, chirp(0.5, 16000), 16000)
+    output = tmp_path / "out.wav"
+    completed = run_transfer(f"--model={path}", f"--content={content}", f"--style={content}", f"--output={output}",
+                             "--griffin_lim_iters=2")
+    assert completed.returncode == 0, completed.stderr
+    assert "working at 8000 Hz" in completed.stderr and "resampled to 16000 Hz" in completed.stderr
+    audio, rate = soundfile.read(output)
+    assert rate == 16000 and len(audio) == 8000
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert report["working_sample_rate"] == 8000 and "steps" not in report["settings"]
+
+
+def test_export_records_the_training_split(tmp_path):
+    model, config = tiny_model("conv_ae")
+    data_config = configs.DataConfig(sample_rate=SAMPLE_RATE, frame_length=256, frame_step=64,
+                                     validation_fraction=0.5, seed=7, label_column="speaker")
+    path = export.export_saved_model("conv_ae", model, config, str(tmp_path / "conv_ae"), data_config=data_config)
+    assert loading.LoadedModel(path).info["split"] == {"layout": "auto", "label_column": "speaker",
+                                                       "validation_fraction": 0.5, "seed": 7}

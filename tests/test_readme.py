@@ -65,3 +65,12 @@ def test_readme_benchmark_commands_name_real_scripts_and_flags():
     for command in commands + ["benchmarks/griffin_lim.py --no_such_flag=1"]:
         completed = run_command([sys.executable, "-c", PARSE_FLAGS, *shlex.split(command)])
         assert (completed.returncode == 0) == ("no_such_flag" not in command), (command, completed.stderr[-500:])
+
+
+def test_every_python_block_in_the_readme_runs():
+    with open(os.path.join(REPO, "README.md")) as f:
+        blocks = re.findall(r"^```python\n(.*?)^```", f.read(), flags=re.MULTILINE | re.DOTALL)
+    assert blocks
+    for block in blocks:
+        completed = run_command([sys.executable, "-c", block])
+        assert completed.returncode == 0, (block, completed.stderr[-2000:])

@@ -13,7 +13,7 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from tfstyle import train_lib
+from tfstyle import loading, train_lib
 from conftest import REPO, run_command
 from test_data import write_clips
 from test_models import TINY
@@ -61,8 +61,8 @@ def test_train_two_steps_then_resume_two_more(name, speech_dir, tmp_path):
     summary = json.loads(second.stdout)
     assert summary["step"] == 4 and summary["trained_steps"] == 2
     assert checkpoint_step(model_dir) == 4
-    experiment, model = train_lib.load_trained_model(str(model_dir))
-    assert experiment.model == name and model.feature_layer_names
+    experiment, resolved = loading.load_training_run(str(model_dir))
+    assert experiment.model == name and resolved.model.feature_layer_names and resolved.source == "training_run"
 
 
 def test_mirrored_strategy_on_two_logical_cpus(speech_dir, tmp_path):

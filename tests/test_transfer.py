@@ -1,3 +1,5 @@
+import dataclasses
+import io
 import json
 import os
 import re
@@ -8,7 +10,7 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from tfstyle import configs, losses, registry, spectral_ops, transfer
+from tfstyle import configs, losses, progress, registry, spectral_ops, transfer_lib
 from tfstyle.errors import InputError
 from conftest import chirp, harmonic_tone, run_command, run_transfer, SAMPLE_RATE
 
@@ -27,7 +29,7 @@ def problem():
 
 def test_transfer_moves_the_style_loss_down(problem):
     model, content, style = problem
-    result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=30))
+    result = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=30))
     assert result.log_magnitude.shape == content.shape
     assert len(result.history) == 31
     assert result.history[0]["content_loss"] == 0.0  # starts from the content
@@ -38,8 +40,8 @@ def test_transfer_moves_the_style_loss_down(problem):
 
 def test_content_weight_keeps_the_result_nearer_the_content(problem):
     model, content, style = problem
-    style_only = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=30))
-    with_content = transfer.transfer_spectrogram(
+    style_only = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=30))
+    with_content = transfer_lib.transfer_spectrogram(
         model, content, style, configs.TransferConfig(steps=30, content_weight=5.0)
     )
     assert with_content.history[-1]["content_loss"] < style_only.history[-1]["content_loss"]
@@ -49,7 +51,7 @@ def test_noise_init_time_frequency_gram_and_penalties_run(problem):
     model, content, style = problem
     config = configs.TransferConfig(steps=20, init="noise", content_weight=1.0, gram_over="time_frequency",
                                     tv_weight=0.1, l2_weight=0.1)
-    result = transfer.transfer_spectrogram(model, content, style, config)
+    result = transfer_lib.transfer_spectrogram(model, content, style, config)
     assert result.history[0]["content_loss"] > 0.1
     assert result.history[-1]["total_loss"] < result.history[0]["total_loss"]
 
@@ -57,11 +59,11 @@ def test_noise_init_time_frequency_gram_and_penalties_run(problem):
 def test_step_callback_and_unknown_layers(problem):
     model, content, style = problem
     seen = []
-    transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=3),
+    transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=3),
                                   on_step=lambda done, losses: seen.append(done))
     assert seen == [1, 2, 3]
     with pytest.raises(InputError, match="unknown style layer.*the model has: conv"):
-        transfer.transfer_spectrogram(model, content, style,
+        transfer_lib.transfer_spectrogram(model, content, style,
                                       configs.TransferConfig(steps=1, style_layers=(("conv9", 1.0),)))
 
 
@@ -193,22 +195,21 @@ def test_console_script_matches_module(content_wav, tmp_path):
 
 def test_bfloat16_path_matches_the_float32_path(problem):
     model, content, style = problem
-    results = {precision: transfer.transfer_spectrogram(
+    results = {precision: transfer_lib.transfer_spectrogram(
         model, content, style, configs.TransferConfig(steps=20, precision=precision)) for precision in
         ("float32", "bfloat16")}
     float32, bfloat16 = (results[p].history for p in ("float32", "bfloat16"))
     assert bfloat16[-1]["style_loss"] == pytest.approx(float32[-1]["style_loss"], rel=0.05)
     assert bfloat16[0]["style_loss"] != float32[0]["style_loss"]  # it really ran in another precision
-    assert model.uses_bfloat16_matmuls
 
 
 def test_lbfgs_lowers_the_loss_within_bounds(problem):
     model, content, style = problem
     config = configs.TransferConfig(steps=15, optimizer="lbfgs", precision="float32")
-    result = transfer.transfer_spectrogram(model, content, style, config)
+    result = transfer_lib.transfer_spectrogram(model, content, style, config)
     assert 2 <= len(result.history) <= 16
     assert result.history[0]["style_loss"] == pytest.approx(
-        transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=1, precision="float32"))
+        transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=1, precision="float32"))
         .history[0]["style_loss"], rel=1e-5)
     assert result.history[-1]["style_loss"] < result.history[0]["style_loss"] / 3
     ceiling = max(float(tf.reduce_max(content)), float(tf.reduce_max(style)))
@@ -219,7 +220,7 @@ def test_windowed_style_matching_styles_every_window(problem):
     """With windows, each part of the clip must take on the style, not just the clip on average."""
     model, content, style = problem
     frames = content.shape[0]
-    result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(
+    result = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(
         steps=30, gram_window=frames // 3, precision="float32"))
     assert result.history[-1]["style_loss"] < result.history[0]["style_loss"] / 3
     target = losses.StyleTarget(model.features(style[tf.newaxis])["conv"])
@@ -233,10 +234,103 @@ def test_windowed_style_matching_styles_every_window(problem):
 def test_lbfgs_finishes_in_float32_when_its_bfloat16_line_search_stalls(problem, explicit_gram):
     """bfloat16 losses are good to a few digits; L-BFGS must not end early when its line search runs out."""
     model, content, style = problem
-    result = transfer.transfer_spectrogram(model, content, style, configs.TransferConfig(
+    result = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(
         steps=100, optimizer="lbfgs", precision="bfloat16", explicit_gram=explicit_gram))
     assert len(result.history) == 101  # every iteration asked for was run
     switch = re.fullmatch(r"bfloat16; float32 from iteration (\d+)", result.precision)
     assert switch, result.precision  # this problem stalls near iteration 50
     switched = int(switch.group(1))
     assert result.history[-1]["style_loss"] < 0.8 * result.history[switched]["style_loss"]  # and kept going down
+
+
+def test_transfer_leaves_the_models_precision_as_it_found_it(problem):
+    model, content, style = problem
+    assert not model.uses_bfloat16_matmuls
+    transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=1, precision="bfloat16"))
+    assert not model.uses_bfloat16_matmuls
+
+
+def test_history_holds_the_losses_after_each_step(problem):
+    """history[k] is the loss after k steps: a fresh run of k steps ends where the longer run passed through."""
+    model, content, style = problem
+    seen = {}
+    config = configs.TransferConfig(steps=4, precision="float32")
+    result = transfer_lib.transfer_spectrogram(model, content, style, config,
+                                               on_step=lambda done, losses: seen.setdefault(done, losses))
+    assert [seen[k] for k in range(1, 5)] == result.history[1:]
+    shorter = transfer_lib.transfer_spectrogram(model, content, style, dataclasses.replace(config, steps=2,
+                                                                                          learning_rate_decay=0.1 ** 0.5))
+    assert shorter.history[-1]["style_loss"] == pytest.approx(result.history[2]["style_loss"], rel=1e-4)
+
+
+def test_progress_estimates_from_steps_after_the_first():
+    class Stream(io.StringIO):
+        def isatty(self):
+            return False
+
+    stream = Stream()
+    report = progress.Progress(5, stream=stream)
+    for done in range(1, 6):
+        report(done, "ok")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 5 and "left" not in lines[0] and "left" not in lines[-1]
+    assert all("s left" in line for line in lines[1:-1])
+
+
+def test_cli_console_shows_precision_and_its_last_line_equals_the_json(content_wav, style_wav, tmp_path):
+    output = tmp_path / "out.wav"
+    completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={output}",
+                             "--steps=3", "--griffin_lim_iters=2", "--precision=float32")
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert "float32 matmuls" in completed.stderr and report["precision"] == "float32"
+    last_step = [line for line in completed.stderr.splitlines() if line.startswith("step 3/3")][0]
+    end = report["loss_end"]
+    assert f"loss {end['total_loss']:.4g} (style {end['style_loss']:.4g}, content {end['content_loss']:.4g})" in (
+        last_step)
+    assert report["weights"] == "built_in" and report["output_gain"] <= 1.0
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "--helpfull"])
+def test_help_exits_zero_with_usage_and_description(flag):
+    completed = run_command([sys.executable, "-m", "tfstyle.transfer", flag])
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("usage: python -m tfstyle.transfer")
+    assert "put the style of one recording" in completed.stdout and "--content:" in completed.stdout
+
+
+def test_console_script_help():
+    script = os.path.join(os.path.dirname(sys.executable), "tfstyle")
+    completed = run_command([script, "--help"])
+    assert completed.returncode == 0 and "transfer" in completed.stdout and "evaluate" in completed.stdout
+    for command in ("transfer", "train", "export", "evaluate"):
+        completed = run_command([script, command, "--help"])
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout.startswith(f"usage: tfstyle {command} ") and "flags:\n  --" in completed.stdout
+    assert run_command([script]).returncode == 2
+
+
+def test_cli_finds_an_unwritable_side_output_before_any_work(content_wav, style_wav, tmp_path):
+    (tmp_path / "out.png").mkdir()  # the figure's path is taken by a folder
+    completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={tmp_path / 'out.wav'}")
+    assert_one_line_usage_error(completed, "output path is a folder, not a file")
+    assert "step 1/" not in completed.stderr and not (tmp_path / "out.wav").exists()
+
+
+def test_cli_untrained_weights_only_when_asked_and_recorded(content_wav, style_wav, tmp_path):
+    output = tmp_path / "out.wav"
+    completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={output}",
+                             "--model=seq2seq_lstm_ae", "--untrained", "--steps=1", "--griffin_lim_iters=1")
+    assert completed.returncode == 0, completed.stderr
+    assert "UNTRAINED" in completed.stderr
+    assert json.loads(output.with_suffix(".json").read_text())["weights"] == "untrained"
+    missing = run_command([sys.executable, "-m", "tfstyle.transfer", f"--content={content_wav}",
+                           f"--style={style_wav}", f"--output={output}", "--model=conv_ae"],
+                          env_overrides={"TFSTYLE_SAVED_MODELS": str(tmp_path)})
+    assert_one_line_usage_error(missing, "no shipped SavedModel for conv_ae")
+
+
+def test_cli_style_encoder_refuses_in_one_line(content_wav, style_wav, tmp_path):
+    completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={tmp_path / 'o.wav'}",
+                             "--model=style_encoder")
+    assert_one_line_usage_error(completed, "style_encoder maps a whole clip to one")

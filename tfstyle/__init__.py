@@ -9,4 +9,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tfstyle.registry import build_model, list_models  # noqa: E402  (after the logging default above)
 
 __version__ = "0.1.0"
-__all__ = ["build_model", "list_models", "__version__"]
+__all__ = ["build_model", "list_models", "load_model", "__version__"]
+
+
+def load_model(model: str, *, untrained: bool = False):
+    """A zoo name (its shipped SavedModel) or a SavedModel path, ready to use; see tfstyle.loading.load_model."""
+    from tfstyle import loading  # Deferred: it imports TensorFlow, which `import tfstyle` alone does not need.
+
+    return loading.load_model(model, untrained=untrained)

@@ -7,7 +7,6 @@ bad input (an InputError or a flag that does not parse) prints one line, `error:
 import importlib
 import logging
 import sys
-import time
 from typing import Callable, Sequence
 
 from absl import app, flags
@@ -17,8 +16,14 @@ from tfstyle.errors import InputError
 
 USAGE_ERROR_STATUS = 2
 
-# Subcommand -> module with a `run(argv)` function.
-COMMANDS = {name: f"tfstyle.{name}" for name in ("evaluate", "export", "train", "transfer")}
+# Subcommand -> what it does; each is the module tfstyle.COMMAND with a `run(argv)` function.
+COMMANDS = {
+    "transfer": "put the style of one recording onto the content of another",
+    "train": "train a zoo model on a folder of audio",
+    "export": "export a trained or untrained model as a SavedModel for TF Serving",
+    "evaluate": "measure a model on a folder of audio (JSON report)",
+}
+HELP_FLAGS = ("-h", "--help", "-?", "--helpshort", "--helpfull")
 
 
 def fail(message: str) -> None:
@@ -40,33 +45,24 @@ def _parse_flags(argv: Sequence[str]) -> list[str]:
         fail(str(e))
 
 
-class Progress:
-    """Progress of a long loop on stderr: one line rewritten in place on a terminal, about 20 lines in a log."""
-
-    def __init__(self, total: int, *, start: int = 0, stream=None):
-        self.total = total
-        self.first = start
-        self.stream = stream or sys.stderr
-        self.interactive = self.stream.isatty()
-        self.every = 1 if self.interactive else max(1, (total - start) // 20)
-        self.started = time.perf_counter()
-
-    def __call__(self, done: int, text: str) -> None:
-        """Reports `done` of `total` steps with a short status text."""
-        if (done - self.first) % self.every and done != self.total:
-            return
-        elapsed = time.perf_counter() - self.started
-        remaining = elapsed / max(done - self.first, 1) * (self.total - done)
-        line = f"step {done}/{self.total}  {text}  {elapsed:.1f} s, ~{remaining:.0f} s left"
-        if self.interactive:
-            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+def _print_help(program: str, module_name: str) -> None:
+    """Usage, the command's description (its module docstring) and its flags, on stdout."""
+    print(f"usage: {program} [--flag=value ...]\n")
+    print((sys.modules[module_name].__doc__ or "").strip() + "\n")
+    # absl files the flags of a module run as __main__ under the script's path, and heads them with it.
+    listing = flags.FLAGS.module_help(sys.argv[0] if module_name == "__main__" else module_name)
+    print("flags:\n" + listing.strip().partition("\n")[2])
 
 
 def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) -> None:
-    """absl's app.run with tfstyle's error contract around `main`."""
+    """absl's app.run with tfstyle's error contract around `main`; --help prints the command's help, exit 0."""
+    argv = list(sys.argv if argv is None else argv)
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        program = argv[0] if argv[0].startswith("tfstyle ") else f"python -m {main.__module__}"
+        if main.__module__ == "__main__":
+            program = f"python -m {sys.modules['__main__'].__spec__.name}"
+        _print_help(program, main.__module__)
+        sys.exit(0)
 
     def guarded_main(argv: list[str]) -> None:
         if len(argv) > 1:
@@ -79,21 +75,26 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
             print("interrupted", file=sys.stderr)
             sys.exit(130)
 
-    if main.__module__ != "__main__":  # the console script: absl's --help lists the script's key flags only
-        for flag in flags.FLAGS.get_flags_for_module(main.__module__):
-            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     # TensorFlow's INFO lines (device placement, strategy set-up) would bury ours; warnings still show.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint "sharding callback" INFO lines
-    app.run(guarded_main, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
+    app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
 
 
 def main() -> None:
     """The `tfstyle` console script: dispatches `tfstyle COMMAND ...` to the command's module."""
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        asked_for_help = len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help")
-        given = "" if asked_for_help else f"unknown command {sys.argv[1]!r}; "
-        fail(f"{given}usage: tfstyle {{{','.join(COMMANDS)}}} [--flags]; see tfstyle COMMAND --help")
+    if len(sys.argv) < 2 or sys.argv[1] in HELP_FLAGS:
+        asked = len(sys.argv) >= 2  # asked for help: stdout, exit 0; no command at all is a usage error
+        stream = sys.stdout if asked else sys.stderr
+        print("usage: tfstyle COMMAND [--flag=value ...]\n\ncommands:", file=stream)
+        for name, description in COMMANDS.items():
+            print(f"  {name:<10} {description}", file=stream)
+        print("\ntfstyle COMMAND --help lists a command's flags; tfstyle COMMAND is python -m tfstyle.COMMAND.",
+              file=stream)
+        sys.exit(0 if asked else USAGE_ERROR_STATUS)
+    if sys.argv[1] not in COMMANDS:
+        fail(f"unknown command {sys.argv[1]!r}; usage: tfstyle {{{','.join(COMMANDS)}}} [--flags]; "
+             "see tfstyle --help")
     command = sys.argv[1]
-    module = importlib.import_module(COMMANDS[command])
+    module = importlib.import_module(f"tfstyle.{command}")
     module.run([f"tfstyle {command}", *sys.argv[2:]])

@@ -4,6 +4,7 @@ import dataclasses
 import json
 from typing import Any, TypeVar
 
+from tfstyle import registry
 from tfstyle.errors import InputError
 
 _Config = TypeVar("_Config")
@@ -212,6 +213,53 @@ class DataConfig:
             raise InputError(f"time_stretch must be in [0, 1), got {self.time_stretch}")
         if self.pitch_shift_semitones < 0 or self.noise_stddev < 0:
             raise InputError("pitch_shift_semitones and noise_stddev must be >= 0")
+
+
+SPLIT_FIELDS = ("layout", "label_column", "validation_fraction", "seed")
+
+
+def split_of(data: DataConfig) -> dict:
+    """The DataConfig fields that decide which files a run holds out (exports record them for evaluate)."""
+    return {field: getattr(data, field) for field in SPLIT_FIELDS}
+
+
+EXPERIMENT_CONFIG_FILE = "config.json"  # in a training run's model_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a training run depends on; written to MODEL_DIR/config.json.
+
+    Attributes:
+        model: the zoo name.
+        model_config: that model's config dataclass (registry.lookup(model).config_class).
+        data: the data and how clips are drawn from it.
+        train: how the model is trained.
+    """
+
+    model: str
+    model_config: Any
+    data: DataConfig
+    train: TrainConfig
+
+    def __post_init__(self):
+        spec = registry.lookup(self.model)
+        if not isinstance(self.model_config, spec.config_class):
+            raise TypeError(f"{self.model} takes a {spec.config_class.__name__}, got {type(self.model_config).__name__}")
+
+    def to_json(self) -> str:
+        return json.dumps({"model": self.model, "model_config": dataclasses.asdict(self.model_config),
+                           "data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train)},
+                          indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExperimentConfig":
+        values = json.loads(text)
+        spec = registry.lookup(values["model"])
+        return cls(model=values["model"],
+                   model_config=from_json(spec.config_class, json.dumps(values["model_config"])),
+                   data=from_json(DataConfig, json.dumps(values["data"])),
+                   train=from_json(TrainConfig, json.dumps(values["train"])))
 
 
 @dataclasses.dataclass(frozen=True)

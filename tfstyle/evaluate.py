@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from tfstyle import audio_io, cli, configs, data, export, fileutil, losses, spectral_ops
+from tfstyle import audio_io, cli, configs, data, fileutil, loading, losses, registry, spectral_ops
 from tfstyle.errors import InputError
 
 
@@ -112,8 +112,8 @@ def _held_out_batches(data_config, batch_size: int = 8):
 
 def _signature(model, name: str):
     """A named serving function of a loaded SavedModel (None for in-memory models or when absent)."""
-    if isinstance(model, export.LoadedModel) and name in model.info["signatures"]:
-        return getattr(model.saved_model, name)
+    if isinstance(model, loading.LoadedModel) and model.has_signature(name):
+        return model.signature(name)
     return None
 
 
@@ -184,15 +184,18 @@ def evaluate(model_name: str, model, data_config, *, subset_size: int = 4, ident
     files = data.list_audio_files(data_config.data_dir, layout=data_config.layout,
                                   manifest=data_config.manifest or None,
                                   label_column=identify_column or data_config.label_column)
-    report = {"model": model_name, "data": data_config.manifest or data_config.data_dir, **signal}
-    if model_name != "style_encoder":  # its only "layer" is a clip-level vector, no Gram to take
+    report = {"model": model_name, "data": data_config.manifest or data_config.data_dir, **signal,
+              "split": configs.split_of(data_config)}
+    measures = registry.lookup(model_name).model_class.EVALUATIONS
+    if "identification" in measures:
         report["identification"] = _speaker_identification(model, files, signal, subset_size)
-    if model_name in ("conv_ae", "dilated_conv_ae", "seq2seq_lstm_ae"):
-        report["reconstruction"] = _reconstruction(model, _held_out_batches(data_config))
-    if model_name == "conv_vae":
-        report["content"] = _content_cosine(model, _held_out_batches(data_config))
-    if model_name == "style_encoder":
-        report["style"] = _style_scores(model, _held_out_batches(data_config), signal)
+    held_out = _held_out_batches(data_config) if set(measures) - {"identification"} else []
+    if "reconstruction" in measures:
+        report["reconstruction"] = _reconstruction(model, held_out)
+    if "content" in measures:
+        report["content"] = _content_cosine(model, held_out)
+    if "style" in measures:
+        report["style"] = _style_scores(model, held_out, signal)
     return report
 
 
@@ -202,12 +205,15 @@ def _define_flags() -> None:
     flags.DEFINE_string("model", None, "Zoo name (newest shipped SavedModel; the random CNN in memory) or the path "
                         "of a SavedModel.")
     flags.DEFINE_string("data_dir", None, "Dataset folder (layouts as for training).")
-    flags.DEFINE_enum("layout", "auto", list(data.LAYOUTS), "How the dataset folder is organised.")
+    flags.DEFINE_enum("layout", configs.DataConfig.layout, list(data.LAYOUTS), "How the dataset folder is organised.")
     flags.DEFINE_string("manifest", "", "CSV with path and label columns (layout 'manifest').")
-    flags.DEFINE_string("label_column", "", "Manifest column the split keeps disjoint (e.g. melody_id).")
+    flags.DEFINE_string("label_column", None, "Manifest column the split keeps disjoint (e.g. melody_id); default: "
+                        "the one the model was trained with.")
     flags.DEFINE_string("identify_column", "", "Manifest column to identify by (default: --label_column's).")
-    flags.DEFINE_float("validation_fraction", 0.3, "Held-out share of labels; the training recipe's value.")
-    flags.DEFINE_integer("seed", 0, "Seed of the split; the training recipe's value.")
+    flags.DEFINE_float("validation_fraction", None, "Held-out share of labels; default: the split the model was "
+                       f"trained with (recorded at export), else {configs.DataConfig.validation_fraction}.")
+    flags.DEFINE_integer("seed", None, "Seed of the split; default: the one the model was trained with, else "
+                         f"{configs.DataConfig.seed}.")
     flags.DEFINE_integer("sample_rate", None, "Rate (Hz) for a model that takes any (the random CNN); default: the "
                          "data's own (its first file's). A SavedModel works at the rate it was exported with.")
     flags.DEFINE_integer("subset_size", 4, "Also report identification averaged over all subsets of this many labels.")
@@ -220,7 +226,7 @@ FLAGS = flags.FLAGS
 def _data_rate() -> int:
     """The rate of the data's first readable file (the pipeline resamples the others to it)."""
     files = data.list_audio_files(FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest or None,
-                                  label_column=FLAGS.identify_column or FLAGS.label_column)
+                                  label_column=FLAGS.identify_column or FLAGS.label_column or "")
     for file in files:
         try:
             return audio_io.load_audio(file.path)[1]
@@ -229,27 +235,37 @@ def _data_rate() -> int:
     raise InputError(f"none of the {len(files)} audio files of the data can be read")
 
 
+def _split(recorded: dict) -> dict:
+    """The split flags, each defaulting to what the model was trained with (recorded at export), else DataConfig's."""
+    split = {}
+    for field in ("validation_fraction", "seed", "label_column"):
+        value = FLAGS[field].value
+        split[field] = value if value is not None else recorded.get(field, getattr(configs.DataConfig, field))
+    return split
+
+
 def main(argv: list[str]) -> None:
     del argv
     if not FLAGS.model:
         raise InputError("--model is required")
     if not FLAGS.data_dir and not FLAGS.manifest:
         raise InputError("--data_dir (or --manifest) is required")
-    model_name, model = export.load_model(FLAGS.model)
-    if hasattr(model, "signal_config"):
-        signal = model.signal_config()
-        if FLAGS.sample_rate not in (None, signal["sample_rate"]):
-            raise InputError(f"--sample_rate: {model_name} works at the {signal['sample_rate']} Hz it was exported "
-                             "with; drop the flag")
-    else:  # the in-memory random CNN: like the transfer command, work at the data's own rate
+    resolved = loading.load_model(FLAGS.model)
+    model, recorded_split = resolved.model, {}
+    if isinstance(model, loading.LoadedModel):
+        recorded_split = model.info.get("split", {})
+    if resolved.spec.any_sample_rate:  # like the transfer command, work at the data's own rate
         cli.check_sample_rate(FLAGS.sample_rate)
         signal = {"sample_rate": FLAGS.sample_rate or _data_rate(), "frame_length": spectral_ops.FRAME_LENGTH,
                   "frame_step": spectral_ops.FRAME_STEP}
+    else:
+        signal = model.signal_config()
+        if FLAGS.sample_rate not in (None, signal["sample_rate"]):
+            raise InputError(f"--sample_rate: {resolved.name} works at the {signal['sample_rate']} Hz it was "
+                             "exported with; drop the flag")
     data_config = configs.DataConfig(data_dir=FLAGS.data_dir or "", layout=FLAGS.layout, manifest=FLAGS.manifest,
-                                     label_column=FLAGS.label_column,
-                                     validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed, augment=False,
-                                     **signal)
-    report = evaluate(model_name, model, data_config, subset_size=FLAGS.subset_size,
+                                     augment=False, **_split(recorded_split), **signal)
+    report = evaluate(resolved.name, model, data_config, subset_size=FLAGS.subset_size,
                       identify_column=FLAGS.identify_column)
     text = json.dumps(report, indent=2)
     if FLAGS.output:

@@ -1,4 +1,4 @@
-"""SavedModels that TF Serving can load, and loading them back for style transfer.
+"""Exports a zoo model as a SavedModel that TF Serving can load (tfstyle.loading loads it back).
 
     python -m tfstyle.export --model_dir=RUN --export_dir=saved_models/conv_ae
     python -m tfstyle.export --model=random_cnn --export_dir=saved_models/random_cnn
@@ -22,18 +22,13 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
 
 import tensorflow as tf
 from absl import flags
 
-from tfstyle import cli, configs, fileutil, registry, spectral_ops
+from tfstyle import cli, configs, fileutil, loading, registry, spectral_ops
 from tfstyle.errors import InputError
 
-INFO_ASSET = "tfstyle_model.json"
-# Where the released models live: beside the package in a checkout (TFSTYLE_SAVED_MODELS overrides).
-SHIPPED_MODELS = os.environ.get(
-    "TFSTYLE_SAVED_MODELS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models"))
 
 
 def _log_magnitude(waveform, signal):
@@ -118,12 +113,16 @@ def _serving_functions(name: str, model, signal: dict) -> dict:
 
 def next_version(export_dir: str) -> int:
     """1 + the largest integer version folder in export_dir (1 for a new one)."""
-    versions = [int(d) for d in os.listdir(export_dir) if d.isdigit()] if os.path.isdir(export_dir) else []
-    return max(versions, default=0) + 1
+    return max(loading.versions(export_dir), default=0) + 1
 
 
-def export_saved_model(name: str, model, config, export_dir: str) -> str:
-    """Writes model `name` (its zoo config `config`) to export_dir/<next version>/ and returns that path."""
+def export_saved_model(name: str, model, config, export_dir: str, *, data_config: configs.DataConfig | None = None
+                       ) -> str:
+    """Writes model `name` (its zoo config `config`) to export_dir/<next version>/ and returns that path.
+
+    `data_config`, for a trained model, records the split it was trained with, so that evaluate holds out the same
+    files.
+    """
     signal = model.signal_config() if hasattr(model, "signal_config") else {
         "sample_rate": 22050, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
     if name == "random_cnn":  # any rate works; these are the STFT settings its signatures are built for
@@ -132,10 +131,12 @@ def export_saved_model(name: str, model, config, export_dir: str) -> str:
     info = {"model": name, "config": dataclasses.asdict(config), **signal,
             "bins": signal["frame_length"] // 2 + 1, "feature_layers": list(model.feature_layer_names),
             "signatures": sorted(functions)}
+    if data_config is not None:
+        info["split"] = configs.split_of(data_config)
     os.makedirs(export_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_dir)
     try:
-        info_path = os.path.join(staging, INFO_ASSET)
+        info_path = os.path.join(staging, loading.INFO_ASSET)
         with open(info_path, "w") as f:
             json.dump(info, f, indent=2)
         module = tf.Module()
@@ -154,47 +155,6 @@ def export_saved_model(name: str, model, config, export_dir: str) -> str:
     return destination
 
 
-class LoadedModel:
-    """A tfstyle SavedModel, with the same `features` interface as the in-memory zoo models.
-
-    Attributes:
-        name: the zoo name it was exported from.
-        info: the exported tfstyle_model.json (config, sample rate, STFT settings, layers, signatures).
-        saved_model: what tf.saved_model.load returned.
-    """
-
-    def __init__(self, path: str):
-        if not os.path.isdir(path):
-            raise InputError(f"{path}: no such SavedModel folder")
-        newest = next_version(path) - 1
-        if not os.path.exists(os.path.join(path, "saved_model.pb")) and newest > 0:
-            path = os.path.join(path, str(newest))  # a TF Serving base path: take the newest
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise InputError(f"{path}: not a SavedModel (no saved_model.pb; half-copied?)")
-        info_path = os.path.join(path, "assets", INFO_ASSET)
-        if not os.path.isfile(info_path):
-            raise InputError(f"{path}: a SavedModel, but not one exported by tfstyle (no assets/{INFO_ASSET})")
-        with open(info_path) as f:
-            self.info = json.load(f)
-        try:
-            self.saved_model = tf.saved_model.load(path)
-        except Exception as e:  # noqa: BLE001  (corrupt protobufs and variables raise many kinds)
-            message = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InputError(f"{path}: cannot load SavedModel (corrupt or half-copied?): {message}") from None
-        if "features" not in self.info.get("signatures", []):
-            raise InputError(f"{path}: SavedModel has no features signature to transfer style with")
-        self.name = self.info["model"]
-        self.feature_layer_names = tuple(self.info["feature_layers"])
-        if "recombine" in self.info["signatures"]:
-            self.recombine = lambda content, style: self.saved_model.recombine(content, style)["log_magnitude"]
-
-    def features(self, log_magnitude):
-        return self.saved_model.features(log_magnitude)
-
-    def signal_config(self) -> dict:
-        return {key: self.info[key] for key in ("sample_rate", "frame_length", "frame_step")}
-
-
 def models_config(saved_models_dir: str, *, base_path: str = "/models") -> str:
     """TF Serving's model config (text format) listing every model folder with integer versions in the dir.
 
@@ -206,35 +166,6 @@ def models_config(saved_models_dir: str, *, base_path: str = "/models") -> str:
     entries = "".join(f'  config {{\n    name: "{name}"\n    base_path: "{base_path}/{name}"\n'
                       f'    model_platform: "tensorflow"\n  }}\n' for name in names)
     return "model_config_list {\n" + entries + "}\n"
-
-
-def shipped_model_path(name: str) -> str | None:
-    """saved_models/<name>/<newest version> if the repository ships `name`, else None."""
-    folder = os.path.join(SHIPPED_MODELS, name)
-    version = next_version(folder) - 1
-    return os.path.join(folder, str(version)) if version > 0 else None
-
-
-def load_model(model: str, *, untrained_ok: bool = False) -> tuple[str, Any]:
-    """(zoo name, model) for a --model value: a SavedModel path, or a zoo name.
-
-    A zoo name resolves to its newest shipped SavedModel; the random CNN is built in memory (the same function,
-    and the in-memory one keeps its filters between calls). A trainable model that is not shipped is built with
-    untrained weights if `untrained_ok` (with a warning), else it is an InputError.
-    """
-    if os.sep in model or os.path.isdir(model):
-        loaded = LoadedModel(model)
-        return loaded.name, loaded
-    registry.lookup(model)
-    if model == "random_cnn":
-        return model, registry.build_model(model)
-    shipped = shipped_model_path(model)
-    if shipped:
-        return model, LoadedModel(shipped)
-    if not untrained_ok:
-        raise InputError(f"no shipped SavedModel for {model}; pass --model=PATH/TO/SAVED_MODEL")
-    print(f"tfstyle: warning: no shipped {model}; using untrained weights", file=sys.stderr)
-    return model, registry.build_model(model)
 
 
 def _define_flags() -> None:
@@ -257,11 +188,10 @@ def main(argv: list[str]) -> None:
         raise InputError("--export_dir is required")
     if bool(FLAGS.model_dir) == bool(FLAGS.model):
         raise InputError("pass exactly one of --model_dir (a training run) or --model (an untrained zoo model)")
+    data_config = None
     if FLAGS.model_dir:
-        from tfstyle import train_lib
-
-        experiment, model = train_lib.load_trained_model(FLAGS.model_dir)
-        name, config = experiment.model, experiment.model_config
+        experiment, resolved = loading.load_training_run(FLAGS.model_dir)
+        name, model, config, data_config = experiment.model, resolved.model, experiment.model_config, experiment.data
     else:
         spec = registry.lookup(FLAGS.model)
         try:
@@ -269,7 +199,7 @@ def main(argv: list[str]) -> None:
         except json.JSONDecodeError as e:
             raise InputError(f"--model_config is not valid JSON: {e}") from None
         name, model = FLAGS.model, registry.build_model(FLAGS.model, config)
-    destination = export_saved_model(name, model, config, FLAGS.export_dir)
+    destination = export_saved_model(name, model, config, FLAGS.export_dir, data_config=data_config)
     print(f"tfstyle: exported {name} to {destination}", file=sys.stderr)
     if FLAGS.models_config:
         parent = os.path.dirname(os.path.abspath(FLAGS.export_dir))

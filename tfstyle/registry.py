@@ -15,25 +15,47 @@ from tfstyle.errors import InputError
 _ModelClass = TypeVar("_ModelClass", bound=type)
 
 
+TRANSFER_KINDS = ("gradient", "recombine", "none")
+DEFAULT_TRANSFER_MODEL = "random_cnn"  # needs no weights and works at any sample rate
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """What the registry knows of one zoo entry: its class and the frozen config dataclass it is built from."""
+    """What the registry knows of one zoo entry: its class, its config dataclass, and what it can do.
+
+    Attributes:
+        name: the zoo name (snake_case, the CLI value).
+        model_class: built as `model_class(**dataclasses.asdict(config))`.
+        config_class: the frozen config dataclass.
+        trainable: whether `tfstyle.train` has weights to learn (the random CNN has none).
+        any_sample_rate: whether the model works at any rate (the random CNN); otherwise at its config's.
+        transfer: "gradient" (features to optimise a spectrogram against), "recombine" (one forward pass from a
+            content and a style clip), or "none".
+        no_transfer_reason: for transfer "none", why, in a sentence a user sees.
+    """
 
     name: str
     model_class: type
     config_class: type
+    trainable: bool = True
+    any_sample_rate: bool = False
+    transfer: str = "gradient"
+    no_transfer_reason: str = ""
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, config_class: type) -> Callable[[_ModelClass], _ModelClass]:
-    """Class decorator registering a model class, built as `model_class(**dataclasses.asdict(config))`."""
+def register_model(name: str, config_class: type, **capabilities: Any) -> Callable[[_ModelClass], _ModelClass]:
+    """Class decorator registering a model class; `capabilities` are ModelSpec fields (trainable, transfer, ...)."""
 
     def decorator(model_class: _ModelClass) -> _ModelClass:
         if name in _MODELS:
             raise KeyError(f"model {name!r} is already registered by {_MODELS[name].model_class.__name__}")
-        _MODELS[name] = ModelSpec(name, model_class, config_class)
+        spec = ModelSpec(name, model_class, config_class, **capabilities)
+        if spec.transfer not in TRANSFER_KINDS or (spec.transfer == "none") != bool(spec.no_transfer_reason):
+            raise ValueError(f"model {name!r}: transfer must be one of {TRANSFER_KINDS}, with a reason for 'none'")
+        _MODELS[name] = spec
         return model_class
 
     return decorator

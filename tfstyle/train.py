@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from tfstyle import cli, configs, data, registry, train_lib
+from tfstyle import cli, configs, data, progress, registry, train_lib
 from tfstyle.errors import InputError
 
 _DATA = configs.DataConfig()
@@ -50,7 +50,7 @@ def _define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
-def experiment_from_flags() -> train_lib.ExperimentConfig:
+def experiment_from_flags() -> configs.ExperimentConfig:
     for name in ("model", "data_dir", "model_dir"):
         if not FLAGS[name].value and not (name == "data_dir" and FLAGS.manifest):
             raise InputError(f"--{name} is required")
@@ -80,13 +80,14 @@ def experiment_from_flags() -> train_lib.ExperimentConfig:
         steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
         checkpoint_every=FLAGS.checkpoint_every, summary_every=FLAGS.summary_every,
         validation_every=FLAGS.validation_every, strategy=FLAGS.strategy, cpu_devices=FLAGS.cpu_devices)
-    return train_lib.ExperimentConfig(FLAGS.model, model_config, data_config, train_config)
+    return configs.ExperimentConfig(FLAGS.model, model_config, data_config, train_config)
 
 
 def main(argv: list[str]) -> None:
     del argv
     experiment = experiment_from_flags()
-    summary = train_lib.train(experiment, FLAGS.model_dir, log=lambda line: print(line, file=sys.stderr))
+    summary = train_lib.train(experiment, FLAGS.model_dir, log=lambda line: print(line, file=sys.stderr),
+                              on_step=progress.Progress(experiment.train.steps))
     print(json.dumps(summary, indent=2))
 
 

@@ -1,7 +1,7 @@
 """Training as a function of a config (no flags here): `train(experiment, model_dir)`.
 
 A model directory holds:
-  config.json        the ExperimentConfig (model name and config, data, training)
+  config.json        the configs.ExperimentConfig (model name and config, data, training)
   checkpoints/       model, optimiser and step; a rerun of the same command resumes from the newest one
   train/, validation/  TensorBoard events: losses and learning rate; input and reconstruction spectrograms and audio
 
@@ -21,39 +21,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstyle import cli, configs, data, fileutil, registry, spectral_ops
+from tfstyle import configs, data, fileutil, registry, spectral_ops
 from tfstyle.errors import InputError
 
-CONFIG_FILE = "config.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """Everything a training run depends on; written to MODEL_DIR/config.json."""
-
-    model: str
-    model_config: Any
-    data: configs.DataConfig
-    train: configs.TrainConfig
-
-    def to_json(self) -> str:
-        return json.dumps({"model": self.model, "model_config": dataclasses.asdict(self.model_config),
-                           "data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train)},
-                          indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ExperimentConfig":
-        values = json.loads(text)
-        spec = registry.lookup(values["model"])
-        return cls(model=values["model"],
-                   model_config=configs.from_json(spec.config_class, json.dumps(values["model_config"])),
-                   data=configs.from_json(configs.DataConfig, json.dumps(values["data"])),
-                   train=configs.from_json(configs.TrainConfig, json.dumps(values["train"])))
+CONFIG_FILE = configs.EXPERIMENT_CONFIG_FILE
 
 
 def trainable_models() -> list[str]:
     """Registered models that have something to train (all but the random CNN)."""
-    return [name for name in registry.list_models() if name != "random_cnn"]
+    return [name for name in registry.list_models() if registry.lookup(name).trainable]
 
 
 def make_strategy(name: str, cpu_devices: int = 1) -> tf.distribute.Strategy:
@@ -75,22 +51,7 @@ def make_strategy(name: str, cpu_devices: int = 1) -> tf.distribute.Strategy:
     raise InputError(f"unknown strategy {name!r}")
 
 
-def load_trained_model(model_dir: str) -> tuple[ExperimentConfig, Any]:
-    """(config, model) of a training run: the model built from its config.json with the newest checkpoint."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise InputError(f"{model_dir} is not a training run (no {CONFIG_FILE})")
-    with open(path) as f:
-        experiment = ExperimentConfig.from_json(f.read())
-    model = registry.build_model(experiment.model, experiment.model_config)
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest is None:
-        raise InputError(f"{model_dir} has no checkpoint yet")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return experiment, model
-
-
-def _check_resumable(model_dir: str, experiment: ExperimentConfig) -> None:
+def _check_resumable(model_dir: str, experiment: configs.ExperimentConfig) -> None:
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return
@@ -109,8 +70,12 @@ def _spectrogram_images(spectrograms: tf.Tensor, limit: int = 2) -> tf.Tensor:
     return tf.clip_by_value(images / tf.maximum(tf.reduce_max(images), 1e-6), 0.0, 1.0)
 
 
-def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], None] = print) -> dict:
+def train(experiment: configs.ExperimentConfig, model_dir: str, *, log: Callable[[str], None] = print,
+          on_step: Callable[[int, str], None] | None = None) -> dict:
     """Trains (or resumes training) `experiment` in `model_dir`; returns a summary of the run.
+
+    `log` gets one-line messages; `on_step(steps done, status text)` is called after every step (e.g. a
+    tfstyle.progress.Progress).
 
     Raises:
         InputError: on a bad data folder or a model_dir holding a different run.
@@ -195,7 +160,6 @@ def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], 
         stop_signals.append(signum)
 
     previous_handlers = {s: signal.signal(s, on_stop_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    progress = cli.Progress(train_config.steps, start=start_step)
     log(f"training {experiment.model} on {len(dataset.split.train)} files ({len(dataset.split.validation)} held "
         f"out for validation) with {replicas} replica(s), steps {start_step} -> {train_config.steps}")
     started = time.perf_counter()
@@ -208,8 +172,9 @@ def train(experiment: ExperimentConfig, model_dir: str, *, log: Callable[[str], 
             if not np.isfinite(losses["total_loss"]):
                 raise InputError(f"training diverged at step {done} (loss {losses['total_loss']}); "
                                  "lower --learning_rate")
-            progress(done, f"loss {losses['total_loss']:.4g}" +
-                     (f"  validation {validation_loss:.4g}" if validation_loss is not None else ""))
+            if on_step is not None:
+                on_step(done, f"loss {losses['total_loss']:.4g}" +
+                        (f"  validation {validation_loss:.4g}" if validation_loss is not None else ""))
             if done % train_config.summary_every == 0 or done == train_config.steps:
                 with train_writer.as_default(step=done):
                     for name, value in losses.items():

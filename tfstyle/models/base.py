@@ -11,6 +11,8 @@ class SpectrogramAutoencoder(keras.Model):
     reconstruction loss, `reconstruct`, and the signal settings (sample rate, STFT) they were trained with.
     """
 
+    EVALUATIONS = ("identification", "reconstruction")  # what tfstyle.evaluate measures
+
     def __init__(self, sample_rate: int, frame_length: int, frame_step: int, **kwargs):
         super().__init__(**kwargs)
         self.sample_rate = sample_rate

@@ -22,11 +22,15 @@ def _log_mel(log_magnitude, sample_rate, n_mels):
     return tf.math.log1p(spectral_ops.mel_spectrogram(magnitude, sample_rate=sample_rate, n_mels=n_mels))
 
 
-@registry.register_model("style_encoder", configs.StyleEncoderConfig)
+@registry.register_model(
+    "style_encoder", configs.StyleEncoderConfig, transfer="none",
+    no_transfer_reason="style_encoder maps a whole clip to one 16-number vector, with no time axis for a transfer "
+                       "to match; it is the style half of conv_vae: use --model=conv_vae")
 class StyleEncoder(keras.Model):
     """Linear map of style features to an embedding and back; arguments as `tfstyle.configs.StyleEncoderConfig`."""
 
     feature_layer_names = ("embedding",)
+    EVALUATIONS = ("style",)  # a clip-level vector has no Gram to identify by
 
     def __init__(self, sample_rate=22050, frame_length=2048, frame_step=512, embedding_dim=16, **kwargs):
         super().__init__(**kwargs)
@@ -76,9 +80,11 @@ class StyleEncoder(keras.Model):
         return {**super().get_config(), **self.signal_config(), "embedding_dim": self.embedding_dim}
 
 
-@registry.register_model("conv_vae", configs.ConvVAEConfig)
+@registry.register_model("conv_vae", configs.ConvVAEConfig, transfer="recombine")
 class ConvVAE(keras.Model):
     """Content VAE + style encoder + recombination decoder; arguments as `tfstyle.configs.ConvVAEConfig`."""
+
+    EVALUATIONS = ("identification", "content")  # what tfstyle.evaluate measures
 
     def __init__(self, sample_rate=22050, frame_length=2048, frame_step=512, n_mels=64, filters=(16, 32, 64),
                  latent_channels=8, embedding_dim=16, kl_weight=1e-3, recombination_weight=1.0, **kwargs):

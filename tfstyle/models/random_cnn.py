@@ -39,7 +39,7 @@ def activations(log_magnitude: tf.Tensor, kernel: tf.Tensor, kernel_width: int) 
     return tf.cast(tf.nn.relu(tf.matmul(tf.cast(windows, kernel.dtype), kernel)), tf.float32)
 
 
-@registry.register_model("random_cnn", configs.RandomCNNConfig)
+@registry.register_model("random_cnn", configs.RandomCNNConfig, trainable=False, any_sample_rate=True)
 class RandomCNN(keras.Model):
     """Random 1-D convolution over time, frequency bins as channels.
 
@@ -54,6 +54,7 @@ class RandomCNN(keras.Model):
     """
 
     feature_layer_names = ("conv",)
+    EVALUATIONS = ("identification",)  # what tfstyle.evaluate measures
 
     def __init__(self, n_filters: int = 4096, kernel_width: int = 11, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
