@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic audio (<= 1 s) written as real files, and the opt-in `slow` marker."""
+"""Shared fixtures and helpers: small synthetic audio (<= 1 s) as real files, tiny zoo models and their exports,
+the one-line error check, and the opt-in `slow` marker."""
 
 import os
 import subprocess
@@ -10,6 +11,19 @@ import soundfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_RATE = 16000
+
+# Tiny zoo models: small enough to train a few steps, export and reload in well under a second each.
+TINY_RATE = 8000
+SIGNAL = dict(sample_rate=TINY_RATE, frame_length=256, frame_step=64)
+TINY = {
+    "conv_ae": dict(filters=(4, 4, 8, 8)),
+    "dilated_conv_ae": dict(filters=(4, 4, 8, 8)),
+    "seq2seq_lstm_ae": dict(projection_units=16, lstm_units=16),
+    "conv_vae": dict(n_mels=16, filters=(4, 8), latent_channels=4, embedding_dim=4),
+    "style_encoder": dict(embedding_dim=4),
+}
+ALL_TINY = {**TINY, "random_cnn": dict(n_filters=16, kernel_width=5)}
+SPEAKERS = ("p225", "p226", "p227", "p228", "p229")
 
 
 def pytest_addoption(parser):
@@ -77,3 +91,45 @@ def run_command(args, env_overrides=None, **kwargs):
 
 def run_transfer(*flags):
     return run_command([sys.executable, "-m", "tfstyle.transfer", *flags])
+
+
+def tiny_model(name):
+    """(model, config) of zoo model `name` in its tiny configuration, with seeded weights."""
+    import keras
+    from tfstyle import registry
+
+    keras.utils.set_random_seed(0)  # the same weights every run, so a failure reproduces
+    spec = registry.lookup(name)
+    config = spec.config_class(**({} if spec.any_sample_rate else SIGNAL), **ALL_TINY[name])
+    return registry.build_model(name, config), config
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Each tiny model exported once per test session: name -> (in-memory model, SavedModel path)."""
+    from tfstyle import export
+
+    root = tmp_path_factory.mktemp("saved_models")
+    result = {}
+    for name in sorted(ALL_TINY):
+        model, config = tiny_model(name)
+        result[name] = (model, export.export_saved_model(name, model, config, str(root / name)))
+    return result
+
+
+def write_clips(folder, speakers=SPEAKERS, per_speaker=3, seconds=0.6, rate=TINY_RATE):
+    """A folder of speakers (one sub-folder each) of harmonic tones, a pitch per speaker."""
+    for s, speaker in enumerate(speakers):
+        (folder / speaker).mkdir(parents=True, exist_ok=True)
+        for i in range(per_speaker):
+            clip = harmonic_tone(seconds, rate, f0=110.0 * (s + 1) + 10 * i)
+            soundfile.write(folder / speaker / f"{speaker}_{i:03d}.wav", clip, rate)
+
+
+def assert_one_line_usage_error(completed, message):
+    """The error contract: exit 2, no traceback, one line `error: ...` containing `message`."""
+    assert completed.returncode == 2, completed.stderr
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]

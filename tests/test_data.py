@@ -2,23 +2,11 @@ import csv
 
 import numpy as np
 import pytest
-import soundfile
 import tensorflow as tf
 
 from tfstyle import configs, data
 from tfstyle.errors import InputError
-from conftest import chirp, harmonic_tone
-
-RATE = 8000
-SPEAKERS = ("p225", "p226", "p227", "p228", "p229")
-
-
-def write_clips(folder, speakers=SPEAKERS, per_speaker=3, seconds=0.6):
-    for s, speaker in enumerate(speakers):
-        (folder / speaker).mkdir(parents=True, exist_ok=True)
-        for i in range(per_speaker):
-            clip = harmonic_tone(seconds, RATE, f0=110.0 * (s + 1) + 10 * i)
-            soundfile.write(folder / speaker / f"{speaker}_{i:03d}.wav", clip, RATE)
+from conftest import SPEAKERS, TINY_RATE as RATE, chirp, harmonic_tone, write_clips
 
 
 def config(data_dir, **overrides):

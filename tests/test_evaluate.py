@@ -6,10 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfstyle import evaluate
-from conftest import run_command
-from test_data import write_clips
-from test_export import exported  # noqa: F401  (fixture)
-from test_transfer import assert_one_line_usage_error
+from conftest import assert_one_line_usage_error, run_command, tiny_model, write_clips
 
 
 def test_gram_cosines_match_explicit_grams(rng):
@@ -41,7 +38,8 @@ def test_regression_scores():
 @pytest.mark.parametrize("name, sections", [("conv_ae", {"identification", "reconstruction"}),
                                             ("conv_vae", {"identification", "content"}),
                                             ("style_encoder", {"style"})])
-def test_evaluate_cli_on_a_saved_model(name, sections, exported, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_evaluate_cli_on_a_saved_model(name, sections, exported, tmp_path):
     write_clips(tmp_path / "data", speakers=("s1", "s2", "s3", "s4", "s5"), per_speaker=4)
     _, path = exported[name]
     completed = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={path}",
@@ -58,12 +56,14 @@ def test_evaluate_cli_on_a_saved_model(name, sections, exported, tmp_path):  # n
         assert report["style"]["r2"] <= 1.0 and report["style"]["mae"] >= 0.0
 
 
+@pytest.mark.slow
 def test_evaluate_bad_input(tmp_path):
     completed = run_command([sys.executable, "-m", "tfstyle.evaluate", "--model=conv_ae", "--data_dir=/no/data"])
     assert_one_line_usage_error(completed, "data folder does not exist")
 
 
 @pytest.mark.parametrize("flag, rate", [(None, 8000), ("--sample_rate=11025", 11025)])
+@pytest.mark.slow
 def test_random_cnn_is_evaluated_at_the_datas_own_rate(flag, rate, tmp_path):
     write_clips(tmp_path / "data", speakers=("s1", "s2"), per_speaker=2)  # written at 8 kHz
     (tmp_path / "data" / "s1" / "a_broken.wav").write_text("not audio")  # the first file: its rate is unknown
@@ -77,7 +77,8 @@ def test_random_cnn_is_evaluated_at_the_datas_own_rate(flag, rate, tmp_path):
 
 @pytest.mark.parametrize("model, rate, message", [("conv_ae", 11025, "works at the 8000 Hz it was exported with"),
                                                  ("random_cnn", 0, "at least 1000 Hz")])
-def test_bad_sample_rates(model, rate, message, exported, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_bad_sample_rates(model, rate, message, exported, tmp_path):
     write_clips(tmp_path / "data", speakers=("s1", "s2"), per_speaker=2)
     model = exported[model][1] if model != "random_cnn" else model
     completed = run_command([sys.executable, "-m", "tfstyle.evaluate", f"--model={model}",
@@ -85,9 +86,9 @@ def test_bad_sample_rates(model, rate, message, exported, tmp_path):  # noqa: F8
     assert_one_line_usage_error(completed, message)
 
 
+@pytest.mark.slow
 def test_evaluate_holds_out_the_split_the_model_was_trained_with(tmp_path):
     from tfstyle import configs, export
-    from test_export import tiny_model
 
     write_clips(tmp_path / "data", speakers=("s1", "s2", "s3", "s4"), per_speaker=2)
     model, config = tiny_model("conv_ae")

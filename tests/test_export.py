@@ -5,18 +5,13 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfstyle import configs, export, loading, registry, spectral_ops
-from conftest import REPO, chirp, harmonic_tone, run_transfer
-from test_models import SIGNAL, TINY
-from test_transfer import assert_one_line_usage_error
-
-ALL_TINY = {**TINY, "random_cnn": dict(n_filters=16, kernel_width=5)}
-SAMPLE_RATE = SIGNAL["sample_rate"]
+from conftest import (ALL_TINY, REPO, TINY_RATE as SAMPLE_RATE, assert_one_line_usage_error, chirp,
+                      harmonic_tone, run_transfer, tiny_model)
 
 # Run in a fresh interpreter that imports TensorFlow only: custom ops (tensorflow-io) or tfstyle code inside a
 # SavedModel would fail here, as they would in TF Serving.
@@ -46,23 +41,6 @@ np.savez(outputs_path, **outputs)
 print(json.dumps({"unknown_ops": unknown, "denied_ops": sorted(ops & denylist),
                   "foreign_modules": sorted(m for m in sys.modules if m.startswith(("tfstyle", "tensorflow_io")))}))
 """
-
-
-def tiny_model(name):
-    keras.utils.set_random_seed(0)  # the same weights every run, so a failure here reproduces
-    config = registry.lookup(name).config_class(**(SIGNAL if name != "random_cnn" else {}), **ALL_TINY[name])
-    return registry.build_model(name, config), config
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Each tiny model exported once: name -> (in-memory model, SavedModel path)."""
-    root = tmp_path_factory.mktemp("saved_models")
-    result = {}
-    for name in sorted(ALL_TINY):
-        model, config = tiny_model(name)
-        result[name] = (model, export.export_saved_model(name, model, config, str(root / name)))
-    return result
 
 
 def waveforms(rate=SAMPLE_RATE):
@@ -102,6 +80,7 @@ def test_random_cnn_export_holds_no_weights(exported):
 
 
 @pytest.mark.parametrize("name", sorted(ALL_TINY))
+@pytest.mark.slow
 def test_reloads_in_a_tensorflow_only_process_with_core_ops_only(name, exported, tmp_path):
     model, path = exported[name]
     rate = SAMPLE_RATE if name != "random_cnn" else 22050
@@ -170,6 +149,7 @@ def test_predict_request_protos_fit_the_signature(name, exported):
     assert all(np.all(np.isfinite(v)) for v in outputs.values())
 
 
+@pytest.mark.slow
 def test_broken_or_foreign_saved_models_are_one_line_errors(exported, tmp_path, content_wav, style_wav):
     _, path = exported["conv_ae"]
     half = tmp_path / "half"
@@ -221,6 +201,7 @@ def test_the_whole_zoo_ships_and_models_config_lists_it():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.slow
 def test_shipped_model_serves_in_a_tensorflow_only_process(name, tmp_path):
     path = loading.shipped_model_path(name)
     loaded = loading.LoadedModel(path)
@@ -273,6 +254,7 @@ def test_transfer_through_a_loaded_model_with_style_and_content_on_one_layer(nam
     assert np.isfinite(result.history[-1]["total_loss"])
 
 
+@pytest.mark.slow
 def test_recombining_model_writes_the_content_files_rate(exported, tmp_path):
     import soundfile
 

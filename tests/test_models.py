@@ -7,17 +7,8 @@ import pytest
 import tensorflow as tf
 
 from tfstyle import configs, registry, spectral_ops, train_lib
-from conftest import chirp, harmonic_tone
+from conftest import SIGNAL, TINY, TINY_RATE as SAMPLE_RATE, chirp, harmonic_tone
 
-SAMPLE_RATE = 8000
-SIGNAL = dict(sample_rate=SAMPLE_RATE, frame_length=256, frame_step=64)
-TINY = {  # small enough to train a few steps in well under a second
-    "conv_ae": dict(filters=(4, 4, 8, 8)),
-    "dilated_conv_ae": dict(filters=(4, 4, 8, 8)),
-    "seq2seq_lstm_ae": dict(projection_units=16, lstm_units=16),
-    "conv_vae": dict(n_mels=16, filters=(4, 8), latent_channels=4, embedding_dim=4),
-    "style_encoder": dict(embedding_dim=4),
-}
 
 
 def test_every_trainable_model_has_a_tiny_config():

@@ -57,6 +57,7 @@ flags.FLAGS(argv)
 """
 
 
+@pytest.mark.slow
 def test_readme_benchmark_commands_name_real_scripts_and_flags():
     """Each `python benchmarks/...` command in the README names a script, and flags, that exist."""
     with open(os.path.join(REPO, "README.md")) as f:
@@ -67,6 +68,7 @@ def test_readme_benchmark_commands_name_real_scripts_and_flags():
         assert (completed.returncode == 0) == ("no_such_flag" not in command), (command, completed.stderr[-500:])
 
 
+@pytest.mark.slow
 def test_every_python_block_in_the_readme_runs():
     with open(os.path.join(REPO, "README.md")) as f:
         blocks = re.findall(r"^```python\n(.*?)^```", f.read(), flags=re.MULTILINE | re.DOTALL)

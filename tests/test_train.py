@@ -13,11 +13,8 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from tfstyle import loading, train_lib
-from conftest import REPO, run_command
-from test_data import write_clips
-from test_models import TINY
-from test_transfer import assert_one_line_usage_error
+from tfstyle import loading
+from conftest import REPO, TINY, assert_one_line_usage_error, run_command, write_clips
 
 SIGNAL = {"frame_length": 256, "frame_step": 64}
 
@@ -45,6 +42,7 @@ def checkpoint_step(model_dir):
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.slow
 def test_train_two_steps_then_resume_two_more(name, speech_dir, tmp_path):
     model_dir = tmp_path / name
     first = train(*tiny_flags(name, speech_dir, model_dir, steps=2))
@@ -65,6 +63,7 @@ def test_train_two_steps_then_resume_two_more(name, speech_dir, tmp_path):
     assert experiment.model == name and resolved.model.feature_layer_names and resolved.source == "training_run"
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(speech_dir, tmp_path):
     completed = train(*tiny_flags("conv_ae", speech_dir, tmp_path / "run", steps=2), "--strategy=mirrored",
                       "--cpu_devices=2")
@@ -73,6 +72,7 @@ def test_mirrored_strategy_on_two_logical_cpus(speech_dir, tmp_path):
     assert json.loads(completed.stdout)["step"] == 2
 
 
+@pytest.mark.slow
 def test_multi_worker_strategy_reads_tf_config(speech_dir, tmp_path):
     with socket.socket() as probe:  # a free loopback port for the one worker of this cluster
         probe.bind(("127.0.0.1", 0))
@@ -94,11 +94,13 @@ def test_multi_worker_strategy_reads_tf_config(speech_dir, tmp_path):
     (["--steps=0"], "steps must be a positive integer"),
     (["--batch_size=3", "--strategy=mirrored", "--cpu_devices=2"], "does not split evenly over 2 replicas"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_a_one_line_error(flags, message, speech_dir, tmp_path):
     completed = train(*tiny_flags("conv_ae", speech_dir, tmp_path / "run", steps=2), *flags)
     assert_one_line_usage_error(completed, message)
 
 
+@pytest.mark.slow
 def test_a_model_dir_of_another_run_is_refused(speech_dir, tmp_path):
     assert train(*tiny_flags("style_encoder", speech_dir, tmp_path / "run", steps=1)).returncode == 0
     completed = train(*tiny_flags("conv_ae", speech_dir, tmp_path / "run", steps=1))
@@ -106,6 +108,7 @@ def test_a_model_dir_of_another_run_is_refused(speech_dir, tmp_path):
 
 
 @pytest.mark.parametrize("name, expect", [("conv_vae", "recombining"), ("conv_ae", "steps on")])
+@pytest.mark.slow
 def test_transfer_with_a_trained_run(name, expect, speech_dir, tmp_path):
     model_dir = tmp_path / "run"
     assert train(*tiny_flags(name, speech_dir, model_dir, steps=1)).returncode == 0
@@ -121,6 +124,7 @@ def test_transfer_with_a_trained_run(name, expect, speech_dir, tmp_path):
     assert json.loads(output.with_suffix(".json").read_text())["model"] == name
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_from_it(speech_dir, tmp_path):
     model_dir = tmp_path / "run"
     flags = tiny_flags("conv_ae", speech_dir, model_dir, steps=100000)
@@ -141,3 +145,33 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_from_it(speech_
     assert resumed.returncode == 0, resumed.stderr
     assert f"from step {interrupted_at}" in resumed.stderr
     assert json.loads(resumed.stdout)["trained_steps"] == 2
+
+
+PARSE_RECIPE = """
+import sys
+from absl import flags
+from tfstyle import train
+train._define_flags()
+flags.FLAGS([sys.argv[0], "--flagfile=" + sys.argv[1], "--data_dir=unused"])
+print(train.experiment_from_flags().to_json())
+"""
+
+
+RECIPES = sorted(f for f in os.listdir(os.path.join(REPO, "training")) if f.endswith(".flags"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.slow
+def test_every_published_recipe_parses_against_the_real_flags(recipe):
+    """A renamed flag or config field must not silently break the recipes in training/."""
+    completed = run_command([sys.executable, "-c", PARSE_RECIPE, os.path.join("training", recipe)])
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    experiment = json.loads(completed.stdout)
+    assert experiment["model"] == recipe.removesuffix(".flags")
+    with open(os.path.join(REPO, "training", recipe)) as f:
+        for line in f:
+            if line.startswith("--") and "=" in line:
+                name, value = line[2:].strip().split("=", 1)
+                recorded = {**experiment["data"], **experiment["train"], "model": experiment["model"]}.get(name)
+                if recorded is not None and name != "sample_rate":
+                    assert str(recorded) == value or float(recorded) == float(value), (name, recorded, value)

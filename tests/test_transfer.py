@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfstyle import configs, losses, progress, registry, spectral_ops, transfer_lib
 from tfstyle.errors import InputError
-from conftest import chirp, harmonic_tone, run_command, run_transfer, SAMPLE_RATE
+from conftest import SAMPLE_RATE, assert_one_line_usage_error, chirp, harmonic_tone, run_command, run_transfer
 
 SMALL = dict(frame_length=512, frame_step=128)
 
@@ -67,6 +67,7 @@ def test_step_callback_and_unknown_layers(problem):
                                       configs.TransferConfig(steps=1, style_layers=(("conv9", 1.0),)))
 
 
+@pytest.mark.slow
 def test_cli_writes_wav_png_and_json(content_wav, style_wav, tmp_path):
     output = tmp_path / "result.wav"
     completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={output}",
@@ -87,6 +88,7 @@ def test_cli_writes_wav_png_and_json(content_wav, style_wav, tmp_path):
     assert os.stat(output).st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
 
 
+@pytest.mark.slow
 def test_cli_mixes_down_stereo_and_resamples(style_wav, tmp_path):
     stereo = tmp_path / "stereo.flac"
     soundfile.write(stereo, np.stack([chirp(0.5), harmonic_tone(0.5)], axis=1), SAMPLE_RATE)
@@ -131,15 +133,8 @@ BAD_CONTENT = {
 }
 
 
-def assert_one_line_usage_error(completed, message):
-    assert completed.returncode == 2, completed.stderr
-    assert "Traceback" not in completed.stderr
-    lines = completed.stderr.strip().splitlines()
-    assert len(lines) == 1, completed.stderr
-    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("case", sorted(BAD_CONTENT))
+@pytest.mark.slow
 def test_cli_bad_content_file(case, style_wav, tmp_path):
     make, message = BAD_CONTENT[case]
     content = make(tmp_path)
@@ -150,6 +145,7 @@ def test_cli_bad_content_file(case, style_wav, tmp_path):
     assert not output.exists()
 
 
+@pytest.mark.slow
 def test_cli_silent_style(content_wav, tmp_path):
     style = _write("quiet.wav", np.zeros(SAMPLE_RATE // 2, np.float32))(tmp_path)
     completed = run_transfer(f"--content={content_wav}", f"--style={style}", f"--output={tmp_path / 'o.wav'}")
@@ -169,6 +165,7 @@ def test_cli_silent_style(content_wav, tmp_path):
     (["--style_layers=conv:heavy"], "--style_layers: 'conv:heavy' is not name:weight"),
     (["stray_argument"], "unexpected arguments: stray_argument"),
 ])
+@pytest.mark.slow
 def test_cli_bad_flags(flags, message, content_wav, style_wav, tmp_path):
     completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}",
                              f"--output={tmp_path / 'out.wav'}", *flags)
@@ -176,6 +173,7 @@ def test_cli_bad_flags(flags, message, content_wav, style_wav, tmp_path):
     assert not (tmp_path / "out.wav").exists()
 
 
+@pytest.mark.slow
 def test_cli_failure_leaves_an_earlier_result_untouched(content_wav, tmp_path):
     output = tmp_path / "out.wav"
     output.write_bytes(b"earlier result")
@@ -185,6 +183,7 @@ def test_cli_failure_leaves_an_earlier_result_untouched(content_wav, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["content.wav", "out.wav"]
 
 
+@pytest.mark.slow
 def test_console_script_matches_module(content_wav, tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "tfstyle")
     completed = run_command([script, "transfer", f"--content={content_wav}", f"--style={tmp_path / 'x.wav'}",
@@ -258,8 +257,8 @@ def test_history_holds_the_losses_after_each_step(problem):
     result = transfer_lib.transfer_spectrogram(model, content, style, config,
                                                on_step=lambda done, losses: seen.setdefault(done, losses))
     assert [seen[k] for k in range(1, 5)] == result.history[1:]
-    shorter = transfer_lib.transfer_spectrogram(model, content, style, dataclasses.replace(config, steps=2,
-                                                                                          learning_rate_decay=0.1 ** 0.5))
+    halfway = dataclasses.replace(config, steps=2, learning_rate_decay=0.1 ** 0.5)  # the same learning rates
+    shorter = transfer_lib.transfer_spectrogram(model, content, style, halfway)
     assert shorter.history[-1]["style_loss"] == pytest.approx(result.history[2]["style_loss"], rel=1e-4)
 
 
@@ -277,6 +276,7 @@ def test_progress_estimates_from_steps_after_the_first():
     assert all("s left" in line for line in lines[1:-1])
 
 
+@pytest.mark.slow
 def test_cli_console_shows_precision_and_its_last_line_equals_the_json(content_wav, style_wav, tmp_path):
     output = tmp_path / "out.wav"
     completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={output}",
@@ -292,6 +292,7 @@ def test_cli_console_shows_precision_and_its_last_line_equals_the_json(content_w
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h", "--helpfull"])
+@pytest.mark.slow
 def test_help_exits_zero_with_usage_and_description(flag):
     completed = run_command([sys.executable, "-m", "tfstyle.transfer", flag])
     assert completed.returncode == 0, completed.stderr
@@ -299,6 +300,7 @@ def test_help_exits_zero_with_usage_and_description(flag):
     assert "put the style of one recording" in completed.stdout and "--content:" in completed.stdout
 
 
+@pytest.mark.slow
 def test_console_script_help():
     script = os.path.join(os.path.dirname(sys.executable), "tfstyle")
     completed = run_command([script, "--help"])
@@ -310,6 +312,7 @@ def test_console_script_help():
     assert run_command([script]).returncode == 2
 
 
+@pytest.mark.slow
 def test_cli_finds_an_unwritable_side_output_before_any_work(content_wav, style_wav, tmp_path):
     (tmp_path / "out.png").mkdir()  # the figure's path is taken by a folder
     completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={tmp_path / 'out.wav'}")
@@ -317,6 +320,7 @@ def test_cli_finds_an_unwritable_side_output_before_any_work(content_wav, style_
     assert "step 1/" not in completed.stderr and not (tmp_path / "out.wav").exists()
 
 
+@pytest.mark.slow
 def test_cli_untrained_weights_only_when_asked_and_recorded(content_wav, style_wav, tmp_path):
     output = tmp_path / "out.wav"
     completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={output}",
@@ -330,6 +334,7 @@ def test_cli_untrained_weights_only_when_asked_and_recorded(content_wav, style_w
     assert_one_line_usage_error(missing, "no shipped SavedModel for conv_ae")
 
 
+@pytest.mark.slow
 def test_cli_style_encoder_refuses_in_one_line(content_wav, style_wav, tmp_path):
     completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={tmp_path / 'o.wav'}",
                              "--model=style_encoder")

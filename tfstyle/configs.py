@@ -9,6 +9,20 @@ from tfstyle.errors import InputError
 
 _Config = TypeVar("_Config")
 
+LAYOUTS = ("auto", "folder", "vctk", "gtzan", "manifest")  # dataset folder layouts (see tfstyle.data)
+
+
+def _choice(default: str, choices: tuple[str, ...]) -> Any:
+    """A str field with a fixed set of values: validated by _check_choices, and an enum flag on the command line."""
+    return dataclasses.field(default=default, metadata={"choices": choices})
+
+
+def _check_choices(config: Any) -> None:
+    for field in dataclasses.fields(config):
+        choices = field.metadata.get("choices")
+        if choices and getattr(config, field.name) not in choices:
+            raise InputError(f"{field.name} must be one of {', '.join(choices)}; got {getattr(config, field.name)!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class RandomCNNConfig:
@@ -48,14 +62,13 @@ class ConvAEConfig:
     kernel_size: int = 3
     first_layer_dilation: int = 1
     batch_norm: bool = True
-    activation: str = "relu"
+    activation: str = _choice("relu", ("relu", "leaky_relu"))
 
     def __post_init__(self):
         _require_positive(self, "sample_rate", "frame_length", "frame_step", "kernel_size", "first_layer_dilation")
         if not self.filters or any(not isinstance(f, int) or f < 1 for f in self.filters):
             raise InputError(f"filters must be positive integers, got {self.filters}")
-        if self.activation not in ("relu", "leaky_relu"):
-            raise InputError(f"activation must be 'relu' or 'leaky_relu', got {self.activation!r}")
+        _check_choices(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +168,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     summary_every: int = 20
     validation_every: int = 200
-    strategy: str = "default"
+    strategy: str = _choice("default", ("default", "mirrored", "multi_worker_mirrored"))
     cpu_devices: int = 1
 
     def __post_init__(self):
@@ -163,8 +176,7 @@ class TrainConfig:
                           "cpu_devices")
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.strategy not in ("default", "mirrored", "multi_worker_mirrored"):
-            raise InputError(f"unknown strategy {self.strategy!r}; known: default, mirrored, multi_worker_mirrored")
+        _check_choices(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +201,7 @@ class DataConfig:
     """
 
     data_dir: str = ""
-    layout: str = "auto"
+    layout: str = _choice("auto", LAYOUTS)
     manifest: str = ""
     label_column: str = ""
     sample_rate: int = 16000
@@ -213,6 +225,7 @@ class DataConfig:
             raise InputError(f"time_stretch must be in [0, 1), got {self.time_stretch}")
         if self.pitch_shift_semitones < 0 or self.noise_stddev < 0:
             raise InputError("pitch_shift_semitones and noise_stddev must be >= 0")
+        _check_choices(self)
 
 
 SPLIT_FIELDS = ("layout", "label_column", "validation_fraction", "seed")
@@ -245,7 +258,8 @@ class ExperimentConfig:
     def __post_init__(self):
         spec = registry.lookup(self.model)
         if not isinstance(self.model_config, spec.config_class):
-            raise TypeError(f"{self.model} takes a {spec.config_class.__name__}, got {type(self.model_config).__name__}")
+            raise TypeError(f"{self.model} takes a {spec.config_class.__name__}, "
+                            f"got {type(self.model_config).__name__}")
 
     def to_json(self) -> str:
         return json.dumps({"model": self.model, "model_config": dataclasses.asdict(self.model_config),
@@ -294,32 +308,25 @@ class TransferConfig:
     steps: int = 100
     learning_rate: float = 0.1
     learning_rate_decay: float = 0.1
-    init: str = "content"
+    init: str = _choice("content", ("content", "noise"))
     content_weight: float = 0.0
     style_weight: float = 1.0
     content_layers: tuple[tuple[str, float], ...] = ()
     style_layers: tuple[tuple[str, float], ...] = ()
-    gram_over: str = "time"
+    gram_over: str = _choice("time", ("time", "time_frequency"))
     gram_window: int = 512
     tv_weight: float = 0.0
     l2_weight: float = 0.0
     griffin_lim_iters: int = 100
     griffin_lim_momentum: float = 0.99
     seed: int = 0
-    optimizer: str = "adam"
-    precision: str = "auto"
+    optimizer: str = _choice("adam", ("adam", "lbfgs"))
+    precision: str = _choice("auto", ("auto", "float32", "bfloat16"))
     explicit_gram: bool = False
 
     def __post_init__(self):
         _require_positive(self, "steps")
-        if self.optimizer not in ("adam", "lbfgs"):
-            raise InputError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise InputError(f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}")
-        if self.init not in ("content", "noise"):
-            raise InputError(f"init must be 'content' or 'noise', got {self.init!r}")
-        if self.gram_over not in ("time", "time_frequency"):
-            raise InputError(f"gram_over must be 'time' or 'time_frequency', got {self.gram_over!r}")
+        _check_choices(self)
         if not isinstance(self.gram_window, int) or self.gram_window < 0:
             raise InputError(f"gram_window must be a whole number of frames >= 0, got {self.gram_window!r}")
         if not self.learning_rate > 0:

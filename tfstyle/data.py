@@ -24,7 +24,7 @@ from absl import logging
 from tfstyle import audio_io, configs, spectral_ops
 from tfstyle.errors import InputError
 
-LAYOUTS = ("auto", "folder", "vctk", "gtzan", "manifest")
+LAYOUTS = configs.LAYOUTS
 _LABEL_COLUMNS = ("speaker_id", "speaker", "label", "genre", "instrument")
 
 

@@ -19,8 +19,6 @@ What it reports, where the model has it:
 
 import itertools
 import json
-import os
-import sys
 
 import numpy as np
 import tensorflow as tf

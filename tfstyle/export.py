@@ -30,87 +30,6 @@ from tfstyle import cli, configs, fileutil, loading, registry, spectral_ops
 from tfstyle.errors import InputError
 
 
-
-def _log_magnitude(waveform, signal):
-    return spectral_ops.log_magnitude_spectrogram(
-        waveform, frame_length=signal["frame_length"], frame_step=signal["frame_step"])
-
-
-def _serving_functions(name: str, model, signal: dict) -> dict:
-    """tf.functions with input signatures for every signature of model `name`."""
-    bins = signal["frame_length"] // 2 + 1
-    waveform_spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
-    log_magnitude_spec = tf.TensorSpec([None, None, bins], tf.float32, name="log_magnitude")
-    frames_spec = tf.TensorSpec([], tf.int32, name="frames")
-    functions = {}
-
-    if name == "random_cnn":
-        from tfstyle.models import random_cnn
-
-        def features(log_magnitude):
-            kernel = random_cnn.random_kernel((model.kernel_width * bins, model.n_filters), model.seed)
-            return {"conv": random_cnn.activations(log_magnitude, kernel, model.kernel_width)}
-
-        def embedding(log_magnitude):
-            return {"embedding": tf.reduce_mean(features(log_magnitude)["conv"], axis=1)}
-    else:
-        def features(log_magnitude):
-            return dict(model.features(log_magnitude))
-
-    if name == "style_encoder":
-        style_spec = tf.TensorSpec([None, model.n_features], tf.float32, name="style_features")
-        embedding_spec = tf.TensorSpec([None, model.embedding_dim], tf.float32, name="embedding")
-        functions["serving_default"] = tf.function(
-            lambda waveform: {"embedding": model.encode(model.style_features(waveform))},
-            input_signature=[waveform_spec])
-        functions["encode"] = tf.function(lambda style_features: {"embedding": model.encode(style_features)},
-                                          input_signature=[style_spec])
-        functions["decode"] = tf.function(lambda embedding: {"style_features": model.decode(embedding)},
-                                          input_signature=[embedding_spec])
-        functions["reconstruct"] = tf.function(lambda style_features: {"style_features": model(style_features)},
-                                               input_signature=[style_spec])
-    elif name == "conv_vae":
-        latent_spec = tf.TensorSpec([None, None, None, model.latent_channels], tf.float32, name="latent")
-        style_embedding_spec = tf.TensorSpec([None, model.embedding_dim], tf.float32, name="style_embedding")
-
-        def encode(log_magnitude):
-            mean, log_variance = model.encode(log_magnitude)
-            return {"latent_mean": mean, "latent_log_variance": log_variance}
-
-        functions["serving_default"] = tf.function(
-            lambda waveform: {"latent_mean": model.encode(_log_magnitude(waveform, signal))[0]},
-            input_signature=[waveform_spec])
-        functions["encode"] = tf.function(encode, input_signature=[log_magnitude_spec])
-        functions["decode"] = tf.function(
-            lambda latent, style_embedding, frames: {"log_magnitude": model.decode(latent, style_embedding, frames)},
-            input_signature=[latent_spec, style_embedding_spec, frames_spec])
-        functions["reconstruct"] = tf.function(lambda log_magnitude: {"log_mel": model(log_magnitude)},
-                                               input_signature=[log_magnitude_spec])
-        functions["recombine"] = tf.function(
-            lambda content_waveform, style_waveform: {
-                "log_magnitude": model.recombine(content_waveform, style_waveform)},
-            input_signature=[tf.TensorSpec([None, None], tf.float32, name="content_waveform"),
-                             tf.TensorSpec([None, None], tf.float32, name="style_waveform")])
-    elif name == "random_cnn":
-        functions["serving_default"] = tf.function(
-            lambda waveform: embedding(_log_magnitude(waveform, signal)), input_signature=[waveform_spec])
-    else:  # the spectrogram autoencoders
-        code = model.encode(tf.zeros([1, 16, bins]))  # conv: [batch, frames', bins', channels]; LSTM: [batch, units]
-        code_spec = tf.TensorSpec([None] * (code.shape.rank - 1) + [code.shape[-1]], tf.float32, name="code")
-        functions["serving_default"] = tf.function(
-            lambda waveform: {"embedding": model.encode(_log_magnitude(waveform, signal))},
-            input_signature=[waveform_spec])
-        functions["encode"] = tf.function(lambda log_magnitude: {"code": model.encode(log_magnitude)},
-                                          input_signature=[log_magnitude_spec])
-        functions["decode"] = tf.function(lambda code, frames: {"log_magnitude": model.decode(code, frames)},
-                                          input_signature=[code_spec, frames_spec])
-        functions["reconstruct"] = tf.function(
-            lambda log_magnitude: {"log_magnitude": model.reconstruct(log_magnitude)},
-            input_signature=[log_magnitude_spec])
-    functions["features"] = tf.function(features, input_signature=[log_magnitude_spec])
-    return functions
-
-
 def next_version(export_dir: str) -> int:
     """1 + the largest integer version folder in export_dir (1 for a new one)."""
     return max(loading.versions(export_dir), default=0) + 1
@@ -123,11 +42,11 @@ def export_saved_model(name: str, model, config, export_dir: str, *, data_config
     `data_config`, for a trained model, records the split it was trained with, so that evaluate holds out the same
     files.
     """
-    signal = model.signal_config() if hasattr(model, "signal_config") else {
-        "sample_rate": 22050, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
-    if name == "random_cnn":  # any rate works; these are the STFT settings its signatures are built for
-        model.build((None, None, signal["frame_length"] // 2 + 1))
-    functions = _serving_functions(name, model, signal)
+    if registry.lookup(name).any_sample_rate:  # works at any rate; the signatures are built for this STFT
+        signal = {"sample_rate": None, "frame_length": spectral_ops.FRAME_LENGTH, "frame_step": spectral_ops.FRAME_STEP}
+    else:
+        signal = model.signal_config()
+    functions = model.serving_functions(signal)
     info = {"model": name, "config": dataclasses.asdict(config), **signal,
             "bins": signal["frame_length"] // 2 + 1, "feature_layers": list(model.feature_layer_names),
             "signatures": sorted(functions)}
@@ -140,7 +59,7 @@ def export_saved_model(name: str, model, config, export_dir: str, *, data_config
         with open(info_path, "w") as f:
             json.dump(info, f, indent=2)
         module = tf.Module()
-        if name != "random_cnn":  # the random CNN regenerates its filters; nothing to store
+        if model.EXPORTS_WEIGHTS:
             module.model = model
         module.info = tf.saved_model.Asset(info_path)
         for function_name, function in functions.items():

@@ -73,6 +73,8 @@ class LoadedModel:
         except Exception as e:  # noqa: BLE001  (corrupt protobufs and variables raise many kinds)
             message = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise InputError(f"{path}: cannot load SavedModel (corrupt or half-copied?): {message}") from None
+        if not self.has_signature("features"):
+            raise InputError(f"{path}: SavedModel has no features signature")
         self.path = path
         self.name = self.info["model"]
         self.feature_layer_names = tuple(self.info["feature_layers"])

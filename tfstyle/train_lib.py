@@ -10,12 +10,11 @@ same loop runs on one CPU, on several local devices (MirroredStrategy) or across
 (MultiWorkerMirroredStrategy, configured by TF_CONFIG).
 """
 
-import dataclasses
 import json
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import keras
 import numpy as np

@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tfstyle import audio_io, cli, configs, fileutil, loading, progress, registry, spectral_ops, transfer_lib
+from tfstyle import (audio_io, cli, config_flags, configs, fileutil, loading, progress, registry, spectral_ops,
+                     transfer_lib)
 from tfstyle.errors import InputError
 
 
@@ -46,82 +47,29 @@ def _spectrogram_figure(panels: list[tuple[str, np.ndarray]], *, sample_rate: in
     return buffer.getvalue()
 
 
-def _parse_layer_weights(text: str, flag_name: str) -> tuple[tuple[str, float], ...]:
-    """'conv1:1,conv2:0.5' -> (('conv1', 1.0), ('conv2', 0.5)); a bare name has weight 1."""
-    pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, weight = item.partition(":")
-        try:
-            pairs.append((name, float(weight) if weight else 1.0))
-        except ValueError:
-            raise InputError(f"--{flag_name}: {item!r} is not name:weight") from None
-    return tuple(pairs)
-
-
-_DEFAULTS = configs.TransferConfig()
-
 def _define_flags() -> None:
     # Defined when the module runs as a command, not on import: the commands share flag names, and tests
-    # import several of them as libraries.
+    # import several of them as libraries. The optimisation's flags come from configs.TransferConfig.
     flags.DEFINE_string("content", None, "Audio file whose content (what is said or played) to keep.")
     flags.DEFINE_string("style", None, "Audio file whose style (voice, timbre, texture) to impose.")
     flags.DEFINE_string("output", None, "Output .wav path; a .png and a .json are written beside it.")
-    flags.DEFINE_string("model", registry.DEFAULT_TRANSFER_MODEL, "Zoo model giving the features (see tfstyle.list_models()), resolved "
-                        "to its newest shipped SavedModel, or the path of a SavedModel version folder.")
+    flags.DEFINE_string("model", registry.DEFAULT_TRANSFER_MODEL, "Zoo model giving the features (see "
+                        "tfstyle.list_models()), resolved to its newest shipped SavedModel, or the path of a "
+                        "SavedModel version folder.")
     flags.DEFINE_bool("untrained", False, "Use a trainable zoo model with fresh random weights instead of its shipped "
                       "SavedModel (recorded in the JSON).")
     flags.DEFINE_string("model_dir", None, "A training run (python -m tfstyle.train) whose model to use instead of "
                         "--model, at its sample rate and STFT settings.")
-    flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
     flags.DEFINE_integer("sample_rate", None, "Rate (Hz) of the output, and of the work for a model that takes any "
                          "rate (the random CNN); default: the content file's own rate.")
-    flags.DEFINE_integer("frame_length", spectral_ops.FRAME_LENGTH, "STFT window (and FFT) length in samples.")
-    flags.DEFINE_integer("frame_step", spectral_ops.FRAME_STEP, "STFT hop in samples.")
-    flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's initial learning rate.")
-    flags.DEFINE_float("learning_rate_decay", _DEFAULTS.learning_rate_decay,
-                       "Factor the learning rate decays by over the whole run.")
-    flags.DEFINE_enum("init", _DEFAULTS.init, ["content", "noise"], "Start from the content spectrogram or from noise.")
-    flags.DEFINE_float("content_weight", _DEFAULTS.content_weight, "Content loss weight; 0 = style only.")
-    flags.DEFINE_float("style_weight", _DEFAULTS.style_weight, "Style loss weight.")
-    flags.DEFINE_string("content_layers", "", "Content layers as name:weight,...; default: every feature layer.")
-    flags.DEFINE_string("style_layers", "", "Style layers as name:weight,...; default: every feature layer.")
-    flags.DEFINE_enum("gram_over", _DEFAULTS.gram_over, ["time", "time_frequency"], "Axes the Gram matrix sums over.")
-    flags.DEFINE_integer("gram_window", _DEFAULTS.gram_window, "Most frames per Gram matrix; longer clips are matched "
-                         "window by window (0 = one Gram over the whole clip).")
-    flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight, "Total-variation penalty weight.")
-    flags.DEFINE_float("l2_weight", _DEFAULTS.l2_weight, "L2 magnitude penalty weight.")
-    flags.DEFINE_integer("griffin_lim_iters", _DEFAULTS.griffin_lim_iters, "Griffin-Lim iterations.")
-    flags.DEFINE_float("griffin_lim_momentum", _DEFAULTS.griffin_lim_momentum, "Griffin-Lim momentum (0 = classic).")
-    flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, ["adam", "lbfgs"],
-                      "Adam with learning-rate decay, or L-BFGS-B (the original method's optimiser).")
-    flags.DEFINE_enum("precision", _DEFAULTS.precision, ["auto", "float32", "bfloat16"],
-                      "Matmul precision of the random CNN; auto picks bfloat16 where it is faster here.")
-    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the noise init and of Griffin-Lim's initial phase.")
+    flags.DEFINE_integer("frame_length", spectral_ops.FRAME_LENGTH, "STFT window (and FFT) length in samples, for a "
+                         "model that takes any STFT (a trained model has its own).")
+    flags.DEFINE_integer("frame_step", spectral_ops.FRAME_STEP, "STFT hop in samples, likewise.")
+    config_flags.define(configs.TransferConfig, exclude=_NOT_FLAGS)
 
 
+_NOT_FLAGS = ("explicit_gram",)  # the original formulation, for benchmarks only
 FLAGS = flags.FLAGS
-
-
-def _config_from_flags() -> configs.TransferConfig:
-    return configs.TransferConfig(
-        steps=FLAGS.steps,
-        learning_rate=FLAGS.learning_rate,
-        learning_rate_decay=FLAGS.learning_rate_decay,
-        init=FLAGS.init,
-        content_weight=FLAGS.content_weight,
-        style_weight=FLAGS.style_weight,
-        content_layers=_parse_layer_weights(FLAGS.content_layers, "content_layers"),
-        style_layers=_parse_layer_weights(FLAGS.style_layers, "style_layers"),
-        gram_over=FLAGS.gram_over,
-        gram_window=FLAGS.gram_window,
-        tv_weight=FLAGS.tv_weight,
-        l2_weight=FLAGS.l2_weight,
-        griffin_lim_iters=FLAGS.griffin_lim_iters,
-        griffin_lim_momentum=FLAGS.griffin_lim_momentum,
-        seed=FLAGS.seed,
-        optimizer=FLAGS.optimizer,
-        precision=FLAGS.precision,
-    )
 
 
 def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: int) -> tuple[tf.Tensor, int]:
@@ -161,7 +109,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.frame_step < 1 or FLAGS.frame_length < FLAGS.frame_step:
         raise InputError("need 1 <= --frame_step <= --frame_length")
     cli.check_sample_rate(FLAGS.sample_rate)
-    config = _config_from_flags()
+    config = config_flags.build(configs.TransferConfig, FLAGS, exclude=_NOT_FLAGS)
     stem = os.path.splitext(FLAGS.output)[0]
     output_paths = {"wav": FLAGS.output, "png": stem + ".png", "json": stem + ".json"}
     for path in output_paths.values():  # before any long work: a run must not fail at its very end
@@ -170,13 +118,10 @@ def main(argv: list[str]) -> None:
     spec, model = resolved.spec, resolved.model
     if spec.transfer == "none":
         raise InputError(spec.no_transfer_reason)
-    if spec.any_sample_rate:
-        stft_settings = {"frame_length": FLAGS.frame_length, "frame_step": FLAGS.frame_step}
-        working_rate = FLAGS.sample_rate
-    else:  # a trained model fixes the signal it understands
-        signal = model.signal_config()
-        stft_settings = {"frame_length": signal["frame_length"], "frame_step": signal["frame_step"]}
-        working_rate = signal["sample_rate"]
+    # A trained model, or any exported one, fixes the STFT it understands; only a trained one fixes the rate.
+    signal = model.signal_config() if hasattr(model, "signal_config") else {}
+    stft_settings = {name: signal.get(name, FLAGS[name].value) for name in ("frame_length", "frame_step")}
+    working_rate = FLAGS.sample_rate if spec.any_sample_rate else signal["sample_rate"]
     timings = {}
     started = clock = time.perf_counter()
 
@@ -202,7 +147,7 @@ def main(argv: list[str]) -> None:
         log(f"working at {working_rate} Hz ({resolved.name}'s rate); the output is resampled to {output_rate} Hz")
     if spec.transfer == "recombine":
         # Content and style pipelines (conv_vae): one forward pass recombines them, nothing to optimise.
-        log(f"recombining the content latent with the style embedding")
+        log("recombining the content latent with the style embedding")
         result = transfer_lib.TransferResult(log_magnitude=model.recombine(
             content_wave[tf.newaxis], style_wave[tf.newaxis]).numpy()[0], history=[{}], precision="float32")
         settings = {name: getattr(config, name) for name in ("griffin_lim_iters", "griffin_lim_momentum", "seed")}

@@ -1,8 +1,8 @@
-"""`conv_ae` and `dilated_conv_ae`: symmetric 4-layer 2-D convolutional autoencoders over log spectrograms.
+"""`conv_ae`: a symmetric 4-layer 2-D convolutional autoencoder over log spectrograms.
 
 Each encoder layer is conv -> activation -> BatchNorm, as in the VCTK speech style-transfer report; the decoder
-mirrors it with transposed convolutions and ends in a linear 1-channel conv. The dilated variant dilates the first
-layer over time and frequency (stride 1 there) for less local texture. Style and content features are the encoder
+mirrors it with transposed convolutions and ends in a linear 1-channel conv (`dilated_conv_ae` dilates the first
+layer). Style and content features are the encoder
 layers' outputs, "conv1" ... "conv4", each [batch, frames', bins', channels].
 """
 
@@ -21,9 +21,10 @@ def _activation(name: str):
 class ConvAE(SpectrogramAutoencoder):
     """Convolutional autoencoder; the arguments are the fields of `tfstyle.configs.ConvAEConfig`."""
 
-    def __init__(self, sample_rate=16000, frame_length=2048, frame_step=512, filters=(16, 32, 32, 64), kernel_size=3,
-                 first_layer_dilation=1, batch_norm=True, activation="relu", **kwargs):
-        super().__init__(sample_rate, frame_length, frame_step, **kwargs)
+    def __init__(self, *, sample_rate, frame_length, frame_step, filters, kernel_size, first_layer_dilation,
+                 batch_norm, activation, **kwargs):
+        super().__init__(sample_rate=sample_rate, frame_length=frame_length, frame_step=frame_step,
+                         **kwargs)
         self.filters = tuple(filters)
         self.kernel_size = kernel_size
         self.first_layer_dilation = first_layer_dilation
@@ -89,11 +90,3 @@ class ConvAE(SpectrogramAutoencoder):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "first_layer_dilation": self.first_layer_dilation, "batch_norm": self.batch_norm,
                 "activation": self.activation}
-
-
-@registry.register_model("dilated_conv_ae", configs.DilatedConvAEConfig)
-class DilatedConvAE(ConvAE):
-    """`conv_ae` with a dilated first layer; the arguments are those of `ConvAE`."""
-
-    def __init__(self, first_layer_dilation=2, **kwargs):
-        super().__init__(first_layer_dilation=first_layer_dilation, **kwargs)

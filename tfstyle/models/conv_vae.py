@@ -1,9 +1,6 @@
-"""`conv_vae` and `style_encoder`: separate content and style pipelines, recombined into a spectrogram.
+"""`conv_vae`: separate content and style pipelines, recombined into a spectrogram.
 
-`style_encoder` is a linear encoder/decoder over clip-level style features (MFCC statistics, spectral centroid and
-bandwidth, zero-crossing rate, RMS, tempo; see tfstyle.spectral_ops.style_features), trained to reconstruct them.
-
-`conv_vae` is a convolutional VAE over log-mel spectrograms whose latent map (time x mel, downsampled) carries the
+A convolutional VAE over log-mel spectrograms whose latent map (time x mel, downsampled) carries the
 content, plus its own style encoder and a recombination decoder that turns a content latent and a style embedding
 into a linear-frequency log-magnitude spectrogram, so that Griffin-Lim can make audio of it:
 
@@ -14,7 +11,9 @@ import keras
 import tensorflow as tf
 
 from tfstyle import configs, registry, spectral_ops
-from tfstyle.models.base import pad_to_multiple, track_layers
+from tfstyle.models.base import (FRAMES_SPEC, FixedSignalModel, log_magnitude_of, log_magnitude_spec,
+                                 pad_to_multiple, track_layers, waveform_spec)
+from tfstyle.models.style_encoder import StyleEncoder
 
 
 def _log_mel(log_magnitude, sample_rate, n_mels):
@@ -22,77 +21,16 @@ def _log_mel(log_magnitude, sample_rate, n_mels):
     return tf.math.log1p(spectral_ops.mel_spectrogram(magnitude, sample_rate=sample_rate, n_mels=n_mels))
 
 
-@registry.register_model(
-    "style_encoder", configs.StyleEncoderConfig, transfer="none",
-    no_transfer_reason="style_encoder maps a whole clip to one 16-number vector, with no time axis for a transfer "
-                       "to match; it is the style half of conv_vae: use --model=conv_vae")
-class StyleEncoder(keras.Model):
-    """Linear map of style features to an embedding and back; arguments as `tfstyle.configs.StyleEncoderConfig`."""
-
-    feature_layer_names = ("embedding",)
-    EVALUATIONS = ("style",)  # a clip-level vector has no Gram to identify by
-
-    def __init__(self, sample_rate=22050, frame_length=2048, frame_step=512, embedding_dim=16, **kwargs):
-        super().__init__(**kwargs)
-        self.sample_rate = sample_rate
-        self.frame_length = frame_length
-        self.frame_step = frame_step
-        self.embedding_dim = embedding_dim
-        self.n_features = len(spectral_ops.STYLE_FEATURE_NAMES)
-        self.encoder = keras.layers.Dense(embedding_dim, name="style_embedding")
-        self.decoder = keras.layers.Dense(self.n_features, name="style_reconstruction")
-        self.decode(self.encode(tf.zeros([1, self.n_features])))  # create every weight up front
-        self.built = True
-
-    def style_features(self, waveform):
-        """[batch, n_features] style descriptors of waveforms [batch, samples] at this model's rate."""
-        return spectral_ops.style_features(waveform, sample_rate=self.sample_rate, frame_length=self.frame_length,
-                                           frame_step=self.frame_step)
-
-    def encode(self, style_features):
-        return self.encoder(style_features)
-
-    def decode(self, embedding):
-        return self.decoder(embedding)
-
-    def call(self, style_features, training=False):
-        return self.decode(self.encode(style_features))
-
-    def features(self, log_magnitude, training=False):
-        # Clip-level features have no time axis to take a Gram over; the transfer loop uses them as content.
-        del training
-        waveform = spectral_ops.griffin_lim(spectral_ops.magnitude_from_log(log_magnitude), n_iter=8,
-                                            frame_length=self.frame_length, frame_step=self.frame_step)
-        return {"embedding": self.encode(self.style_features(waveform))[:, tf.newaxis, :]}
-
-    def compute_losses(self, batch, training=False):
-        target = self.style_features(batch["waveform"])
-        loss = tf.reduce_mean(tf.square(self(target, training=training) - target))
-        return {"total_loss": loss, "style_reconstruction_loss": loss}
-
-    def summary_spectrograms(self, batch):
-        return {"input": batch["log_magnitude"]}
-
-    def signal_config(self):
-        return {"sample_rate": self.sample_rate, "frame_length": self.frame_length, "frame_step": self.frame_step}
-
-    def get_config(self):
-        return {**super().get_config(), **self.signal_config(), "embedding_dim": self.embedding_dim}
-
-
 @registry.register_model("conv_vae", configs.ConvVAEConfig, transfer="recombine")
-class ConvVAE(keras.Model):
+class ConvVAE(FixedSignalModel):
     """Content VAE + style encoder + recombination decoder; arguments as `tfstyle.configs.ConvVAEConfig`."""
 
-    EVALUATIONS = ("identification", "content")  # what tfstyle.evaluate measures
+    EVALUATIONS = ("identification", "content")
 
-    def __init__(self, sample_rate=22050, frame_length=2048, frame_step=512, n_mels=64, filters=(16, 32, 64),
-                 latent_channels=8, embedding_dim=16, kl_weight=1e-3, recombination_weight=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.sample_rate = sample_rate
-        self.frame_length = frame_length
-        self.frame_step = frame_step
-        self.bins = frame_length // 2 + 1
+    def __init__(self, *, sample_rate, frame_length, frame_step, n_mels, filters, latent_channels, embedding_dim,
+                 kl_weight, recombination_weight, **kwargs):
+        super().__init__(sample_rate=sample_rate, frame_length=frame_length, frame_step=frame_step,
+                         **kwargs)
         self.n_mels = n_mels
         self.filters = tuple(filters)
         self.latent_channels = latent_channels
@@ -112,7 +50,8 @@ class ConvVAE(keras.Model):
         mirrored = list(reversed(self.filters))
         self.mel_decoder_blocks = [conv_block(w, f"mel_decoder{i + 1}", transpose=True) for i, w in enumerate(mirrored)]
         self.mel_output = keras.layers.Conv2D(1, 3, padding="same", name="mel_output")
-        self.style = StyleEncoder(sample_rate, frame_length, frame_step, embedding_dim, name="style_encoder")
+        self.style = StyleEncoder(sample_rate=sample_rate, frame_length=frame_length, frame_step=frame_step,
+                                  embedding_dim=embedding_dim, name="style_encoder")
         self.recombination_blocks = [conv_block(w, f"recombination{i + 1}", transpose=True)
                                      for i, w in enumerate(mirrored)]
         self.recombination_output = keras.layers.Dense(self.bins, name="recombination_output")
@@ -206,10 +145,31 @@ class ConvVAE(keras.Model):
         embedding = self.style.encode(self.style.style_features(batch["waveform"]))
         return {"input": log_magnitude, "reconstruction": self.decode(latent, embedding, tf.shape(log_magnitude)[1])}
 
-    def signal_config(self):
-        return {"sample_rate": self.sample_rate, "frame_length": self.frame_length, "frame_step": self.frame_step}
+    def serving_functions(self, signal: dict) -> dict:
+        functions = super().serving_functions(signal)
+        latent_spec = tf.TensorSpec([None, None, None, self.latent_channels], tf.float32, name="latent")
+        style_embedding_spec = tf.TensorSpec([None, self.embedding_dim], tf.float32, name="style_embedding")
+
+        def encode(log_magnitude):
+            mean, log_variance = self.encode(log_magnitude)
+            return {"latent_mean": mean, "latent_log_variance": log_variance}
+
+        functions["serving_default"] = tf.function(
+            lambda waveform: {"latent_mean": self.encode(log_magnitude_of(waveform, signal))[0]},
+            input_signature=[waveform_spec()])
+        functions["encode"] = tf.function(encode, input_signature=[log_magnitude_spec(self.bins)])
+        functions["decode"] = tf.function(
+            lambda latent, style_embedding, frames: {"log_magnitude": self.decode(latent, style_embedding, frames)},
+            input_signature=[latent_spec, style_embedding_spec, FRAMES_SPEC])
+        functions["reconstruct"] = tf.function(lambda log_magnitude: {"log_mel": self(log_magnitude)},
+                                               input_signature=[log_magnitude_spec(self.bins)])
+        functions["recombine"] = tf.function(
+            lambda content_waveform, style_waveform: {
+                "log_magnitude": self.recombine(content_waveform, style_waveform)},
+            input_signature=[waveform_spec("content_waveform"), waveform_spec("style_waveform")])
+        return functions
 
     def get_config(self):
-        return {**super().get_config(), **self.signal_config(), "n_mels": self.n_mels, "filters": self.filters,
+        return {**super().get_config(), "n_mels": self.n_mels, "filters": self.filters,
                 "latent_channels": self.latent_channels, "embedding_dim": self.embedding_dim,
                 "kl_weight": self.kl_weight, "recombination_weight": self.recombination_weight}

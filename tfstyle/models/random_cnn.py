@@ -5,10 +5,10 @@ Content is the activations, style their Gram matrix. Nothing is trained: the ran
 texture basis, and the fixed seed makes the features identical on every machine.
 """
 
-import keras
 import tensorflow as tf
 
 from tfstyle import configs, registry
+from tfstyle.models.base import ZooModel, log_magnitude_of, log_magnitude_spec, waveform_spec
 
 
 def random_kernel(shape, seed: int) -> tf.Tensor:
@@ -40,7 +40,7 @@ def activations(log_magnitude: tf.Tensor, kernel: tf.Tensor, kernel_width: int) 
 
 
 @registry.register_model("random_cnn", configs.RandomCNNConfig, trainable=False, any_sample_rate=True)
-class RandomCNN(keras.Model):
+class RandomCNN(ZooModel):
     """Random 1-D convolution over time, frequency bins as channels.
 
     Args:
@@ -54,9 +54,9 @@ class RandomCNN(keras.Model):
     """
 
     feature_layer_names = ("conv",)
-    EVALUATIONS = ("identification",)  # what tfstyle.evaluate measures
+    EXPORTS_WEIGHTS = False  # its SavedModel regenerates the filters from the seed
 
-    def __init__(self, n_filters: int = 4096, kernel_width: int = 11, seed: int = 0, **kwargs):
+    def __init__(self, *, n_filters: int, kernel_width: int, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.n_filters = n_filters
         self.kernel_width = kernel_width
@@ -86,6 +86,23 @@ class RandomCNN(keras.Model):
     def features(self, log_magnitude):
         """{"conv": activations [batch, frames, n_filters]} of log-magnitudes [batch, frames, bins]."""
         return {"conv": self(log_magnitude)}
+
+    def serving_functions(self, signal: dict) -> dict:
+        """features and serving_default ({"embedding": time-mean activations}) for the bins of `signal`'s STFT;
+        the filters are drawn from the seed inside the graph, so the SavedModel stores no weights."""
+        bins = signal["frame_length"] // 2 + 1
+
+        def features(log_magnitude):
+            kernel = random_kernel((self.kernel_width * bins, self.n_filters), self.seed)
+            return {"conv": activations(log_magnitude, kernel, self.kernel_width)}
+
+        return {
+            "features": tf.function(features, input_signature=[log_magnitude_spec(bins)]),
+            "serving_default": tf.function(
+                lambda waveform: {"embedding": tf.reduce_mean(features(log_magnitude_of(waveform, signal))["conv"],
+                                                              axis=1)},
+                input_signature=[waveform_spec()]),
+        }
 
     def get_config(self):
         return {

@@ -19,9 +19,9 @@ class Seq2SeqLSTMAE(SpectrogramAutoencoder):
 
     feature_layer_names = ("projection", "encoder")
 
-    def __init__(self, sample_rate=16000, frame_length=2048, frame_step=512, projection_units=128, lstm_units=256,
-                 **kwargs):
-        super().__init__(sample_rate, frame_length, frame_step, **kwargs)
+    def __init__(self, *, sample_rate, frame_length, frame_step, projection_units, lstm_units, **kwargs):
+        super().__init__(sample_rate=sample_rate, frame_length=frame_length, frame_step=frame_step,
+                         **kwargs)
         self.projection_units = projection_units
         self.lstm_units = lstm_units
         self.projection = keras.layers.Dense(projection_units, activation="relu", name="projection")
