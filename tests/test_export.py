@@ -56,7 +56,7 @@ def expected_serving_output(name, model, waveform):
     if name == "style_encoder":
         return {"embedding": model.encode(model.style_features(waveform))}
     if name == "conv_vae":
-        return {"latent_mean": model.encode(log_magnitude)[0]}
+        return {"embedding": model.encode(log_magnitude)[0]}
     return {"embedding": model.encode(log_magnitude)}
 
 
@@ -205,7 +205,7 @@ def test_the_whole_zoo_ships_and_models_config_lists_it():
 def test_shipped_model_serves_in_a_tensorflow_only_process(name, tmp_path):
     path = loading.shipped_model_path(name)
     loaded = loading.LoadedModel(path)
-    inputs = {"waveform": waveforms(loaded.info["sample_rate"])}
+    inputs = {"waveform": waveforms(loaded.info["sample_rate"] or 22050)}  # the random CNN takes any rate
     np.savez(tmp_path / "inputs.npz", **inputs)
     completed = subprocess.run([sys.executable, "-c", TF_ONLY_CHECK, path, str(tmp_path / "inputs.npz"),
                                 str(tmp_path / "outputs.npz")], capture_output=True, text=True, timeout=300,
@@ -279,3 +279,35 @@ def test_export_records_the_training_split(tmp_path):
     path = export.export_saved_model("conv_ae", model, config, str(tmp_path / "conv_ae"), data_config=data_config)
     assert loading.LoadedModel(path).info["split"] == {"layout": "auto", "label_column": "speaker",
                                                        "validation_fraction": 0.5, "seed": 7}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_TINY))
+def test_every_signature_has_the_same_output_keys_in_every_model(name, exported):
+    from tfstyle.models.base import SIGNATURE_OUTPUTS
+
+    _, path = exported[name]
+    loaded = tf.saved_model.load(path)
+    for signature, function in loaded.signatures.items():
+        keys = set(function.structured_outputs)
+        if signature == "features":
+            assert keys == set(loading.LoadedModel(path).feature_layer_names)
+        else:
+            expected = set(SIGNATURE_OUTPUTS[signature])
+            assert expected <= keys <= expected | {"code_log_variance"}, (signature, keys)
+
+
+def test_an_export_with_the_old_output_keys_still_reads(tmp_path):
+    """Version 1 exports named outputs per model (conv_vae's reconstruct gave "log_mel"); they are renamed."""
+    module = tf.Module()
+    module.reconstruct = tf.function(lambda log_magnitude: {"log_mel": 2.0 * log_magnitude},
+                                     input_signature=[tf.TensorSpec([None, None, 5], tf.float32)])
+    module.features = tf.function(lambda log_magnitude: {"conv": log_magnitude},
+                                  input_signature=[tf.TensorSpec([None, None, 5], tf.float32)])
+    path = tmp_path / "1"
+    tf.saved_model.save(module, str(path))
+    os.makedirs(path / "assets", exist_ok=True)
+    (path / "assets" / loading.INFO_ASSET).write_text(json.dumps({
+        "model": "conv_vae", "feature_layers": ["conv"], "signatures": ["features", "reconstruct"],
+        "sample_rate": 8000, "frame_length": 8, "frame_step": 4}))
+    outputs = loading.LoadedModel(str(tmp_path)).signature("reconstruct")(tf.ones([1, 2, 5]))
+    assert list(outputs) == ["reconstruction"] and float(tf.reduce_sum(outputs["reconstruction"])) == 20.0

@@ -260,6 +260,10 @@ class ExperimentConfig:
         if not isinstance(self.model_config, spec.config_class):
             raise TypeError(f"{self.model} takes a {spec.config_class.__name__}, "
                             f"got {type(self.model_config).__name__}")
+        for field in ("sample_rate", "frame_length", "frame_step"):  # the data is decoded for the model's signal
+            wanted = getattr(self.model_config, field, None)
+            if wanted is not None and getattr(self.data, field) != wanted:
+                raise InputError(f"data {field} {getattr(self.data, field)} differs from the model's {wanted}")
 
     def to_json(self) -> str:
         return json.dumps({"model": self.model, "model_config": dataclasses.asdict(self.model_config),

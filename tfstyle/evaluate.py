@@ -1,7 +1,7 @@
 """Measures a zoo model on a folder of audio and prints a JSON report.
 
     python -m tfstyle.evaluate --model=conv_ae --data_dir=PATH/TO/corpus/speech
-    python -m tfstyle.evaluate --model=saved_models/conv_vae/1 --data_dir=PATH/TO/corpus/music
+    python -m tfstyle.evaluate --model=saved_models/conv_vae/2 --data_dir=PATH/TO/corpus/music
 
 What it reports, where the model has it:
   reconstruction   mean squared log-magnitude error and spectral convergence ||S - S_hat|| / ||S|| (pooled over
@@ -116,11 +116,11 @@ def _signature(model, name: str):
 
 
 def _reconstruction(model, batches) -> dict:
-    reconstruct = _signature(model, "reconstruct") or (lambda x: {"log_magnitude": model.reconstruct(x)})
+    reconstruct = _signature(model, "reconstruct") or (lambda x: {"reconstruction": model.reconstruct(x)})
     squared_error = squared_norm = squared_log_error = values = 0.0
     for batch in batches:
         original = batch["log_magnitude"]
-        rebuilt = reconstruct(original)["log_magnitude"]
+        rebuilt = reconstruct(original)["reconstruction"]
         squared_log_error += float(tf.reduce_sum(tf.square(rebuilt - original)))
         values += float(tf.size(original))
         magnitude = spectral_ops.magnitude_from_log(original)
@@ -147,25 +147,24 @@ def regression_scores(predicted: np.ndarray, target: np.ndarray) -> dict:
 
 def _style_scores(model, batches, signal: dict) -> dict:
     """style_encoder: how well style features survive the trip through the embedding."""
-    reconstruct = _signature(model, "reconstruct") or (lambda x: {"style_features": model(x)})
+    reconstruct = _signature(model, "reconstruct") or (lambda x: {"reconstruction": model(x)})
     predicted, target = [], []
     for batch in batches:
         features = spectral_ops.style_features(batch["waveform"], **signal)
-        predicted.append(reconstruct(features)["style_features"].numpy())
+        predicted.append(reconstruct(features)["reconstruction"].numpy())
         target.append(features.numpy())
     return regression_scores(np.concatenate(predicted), np.concatenate(target))
 
 
 def _content_cosine(model, batches) -> dict:
-    encode = _signature(model, "encode") or (lambda x: dict(zip(("latent_mean", "latent_log_variance"),
-                                                                model.encode(x))))
+    encode = _signature(model, "encode") or (lambda x: {"code": model.encode(x)[0]})
     recombine = _signature(model, "recombine") or (
         lambda content, style: {"log_magnitude": model.recombine(content, style)})
     similarities = []
     for batch in batches:
-        original = encode(batch["log_magnitude"])["latent_mean"]
+        original = encode(batch["log_magnitude"])["code"]
         recombined = recombine(batch["waveform"], batch["waveform"])["log_magnitude"]
-        again = encode(recombined)["latent_mean"]
+        again = encode(recombined)["code"]
         a = tf.reshape(original, [tf.shape(original)[0], -1])
         b = tf.reshape(again, [tf.shape(again)[0], -1])
         similarities += list((tf.reduce_sum(a * b, 1) / (tf.norm(a, axis=1) * tf.norm(b, axis=1) + 1e-12)).numpy())

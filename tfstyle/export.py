@@ -5,12 +5,13 @@
 
 writes EXPORT_DIR/<next integer version>/ with these signatures, each over TensorSpecs with free batch and length:
 
-    serving_default(waveform [batch, samples] at the model's rate)  -> {"embedding": ...} (conv_vae: "latent_mean")
+    serving_default(waveform [batch, samples] at the model's rate)  -> {"embedding": ...}
     features(log_magnitude [batch, frames, bins])                   -> {layer name: activations}, differentiable
-    encode / decode / reconstruct                                   autoencoders, conv_vae and style_encoder
-    recombine(content_waveform, style_waveform)                     conv_vae: content of one, style of the other
+    encode / decode / reconstruct                                   -> {"code"} / {"decoded"} / {"reconstruction"}
+    recombine(content_waveform, style_waveform)                     -> {"log_magnitude"}: content of one, style of
+                                                                       the other (models that recombine)
 
-The model's name, config, sample rate and STFT settings travel as the asset `tfstyle_model.json`. Only core
+The output keys are the same for every model (tfstyle.models.base.SIGNATURE_OUTPUTS). The model's name, config, sample rate and STFT settings travel as the asset `tfstyle_model.json`. Only core
 TensorFlow ops are inside (tf.signal for the STFT; the random CNN regenerates its filters from their seed with the
 stateless Philox generator, so its SavedModel holds no weights at all). Exports are written to a hidden temporary
 folder and renamed into place, so a server polling EXPORT_DIR never sees half a model.

@@ -22,6 +22,14 @@ from tfstyle.errors import InputError
 
 INFO_ASSET = "tfstyle_model.json"  # the exported model's name, config, signal settings and split, in assets/
 
+# Output keys of exports made before every model used the same ones (models.base.SIGNATURE_OUTPUTS).
+_OLD_OUTPUT_KEYS = {
+    "serving_default": {"latent_mean": "embedding"},
+    "encode": {"latent_mean": "code", "latent_log_variance": "code_log_variance", "embedding": "code"},
+    "decode": {"log_magnitude": "decoded", "style_features": "decoded"},
+    "reconstruct": {"log_magnitude": "reconstruction", "log_mel": "reconstruction", "style_features": "reconstruction"},
+}
+
 
 def shipped_models_dir() -> str:
     """Where the released SavedModels are: $TFSTYLE_SAVED_MODELS, else inside the installed package
@@ -87,8 +95,11 @@ class LoadedModel:
         return name in self.info.get("signatures", [])
 
     def signature(self, name: str):
-        """The exported function `name` (e.g. "reconstruct"), called with tensors, returning a dict."""
-        return getattr(self.saved_model, name)
+        """The exported function `name` (e.g. "reconstruct"): called with tensors, it returns a dict with the
+        output keys every model has today (an export from before they were made consistent is renamed)."""
+        function = getattr(self.saved_model, name)
+        renames = _OLD_OUTPUT_KEYS.get(name, {})
+        return lambda *args: {renames.get(key, key): value for key, value in function(*args).items()}
 
     def features(self, log_magnitude):
         # The frame count is hidden from the graph on purpose: with it known, Grappler's constant folding (TF 2.17)
@@ -99,7 +110,7 @@ class LoadedModel:
         return self.saved_model.features(hidden)
 
     def recombine(self, content_waveform, style_waveform):
-        return self.saved_model.recombine(content_waveform, style_waveform)["log_magnitude"]
+        return self.signature("recombine")(content_waveform, style_waveform)["log_magnitude"]
 
     def signal_config(self) -> dict:
         return {key: self.info[key] for key in ("sample_rate", "frame_length", "frame_step")}

@@ -24,6 +24,15 @@ def log_magnitude_spec(bins: int) -> tf.TensorSpec:
 
 FRAMES_SPEC = tf.TensorSpec([], tf.int32, name="frames")
 
+# The output keys of each signature, the same in every model ("features" returns one key per feature layer).
+SIGNATURE_OUTPUTS = {
+    "serving_default": ("embedding",),
+    "encode": ("code",),  # the VAE adds "code_log_variance"
+    "decode": ("decoded",),
+    "reconstruct": ("reconstruction",),
+    "recombine": ("log_magnitude",),
+}
+
 
 def log_magnitude_of(waveform: tf.Tensor, signal: dict) -> tf.Tensor:
     return spectral_ops.log_magnitude_spectrogram(
@@ -34,7 +43,8 @@ class ZooModel(keras.Model):
     """Base of every zoo model.
 
     Subclasses define `features(log_magnitude) -> {layer: activations}` and `feature_layer_names`, and extend
-    `serving_functions` with their own signatures (`serving_default` at least).
+    `serving_functions` with their own signatures, `serving_default` at least. Each signature has the same output
+    keys in every model (SIGNATURE_OUTPUTS), so a client of one model's server works with another's.
     """
 
     EVALUATIONS: tuple[str, ...] = ("identification",)  # what tfstyle.evaluate measures
@@ -105,10 +115,10 @@ class SpectrogramAutoencoder(FixedSignalModel):
             input_signature=[waveform_spec()])
         functions["encode"] = tf.function(lambda log_magnitude: {"code": self.encode(log_magnitude)},
                                           input_signature=[log_magnitude_spec(self.bins)])
-        functions["decode"] = tf.function(lambda code, frames: {"log_magnitude": self.decode(code, frames)},
+        functions["decode"] = tf.function(lambda code, frames: {"decoded": self.decode(code, frames)},
                                           input_signature=[code_spec, FRAMES_SPEC])
         functions["reconstruct"] = tf.function(
-            lambda log_magnitude: {"log_magnitude": self.reconstruct(log_magnitude)},
+            lambda log_magnitude: {"reconstruction": self.reconstruct(log_magnitude)},
             input_signature=[log_magnitude_spec(self.bins)])
         return functions
 

@@ -152,16 +152,16 @@ class ConvVAE(FixedSignalModel):
 
         def encode(log_magnitude):
             mean, log_variance = self.encode(log_magnitude)
-            return {"latent_mean": mean, "latent_log_variance": log_variance}
+            return {"code": mean, "code_log_variance": log_variance}
 
         functions["serving_default"] = tf.function(
-            lambda waveform: {"latent_mean": self.encode(log_magnitude_of(waveform, signal))[0]},
+            lambda waveform: {"embedding": self.encode(log_magnitude_of(waveform, signal))[0]},
             input_signature=[waveform_spec()])
         functions["encode"] = tf.function(encode, input_signature=[log_magnitude_spec(self.bins)])
         functions["decode"] = tf.function(
-            lambda latent, style_embedding, frames: {"log_magnitude": self.decode(latent, style_embedding, frames)},
+            lambda latent, style_embedding, frames: {"decoded": self.decode(latent, style_embedding, frames)},
             input_signature=[latent_spec, style_embedding_spec, FRAMES_SPEC])
-        functions["reconstruct"] = tf.function(lambda log_magnitude: {"log_mel": self(log_magnitude)},
+        functions["reconstruct"] = tf.function(lambda log_magnitude: {"reconstruction": self(log_magnitude)},
                                                input_signature=[log_magnitude_spec(self.bins)])
         functions["recombine"] = tf.function(
             lambda content_waveform, style_waveform: {

@@ -67,11 +67,11 @@ class StyleEncoder(FixedSignalModel):
         functions["serving_default"] = tf.function(
             lambda waveform: {"embedding": self.encode(self.style_features(waveform))},
             input_signature=[waveform_spec()])
-        functions["encode"] = tf.function(lambda style_features: {"embedding": self.encode(style_features)},
+        functions["encode"] = tf.function(lambda style_features: {"code": self.encode(style_features)},
                                           input_signature=[style_spec])
-        functions["decode"] = tf.function(lambda embedding: {"style_features": self.decode(embedding)},
+        functions["decode"] = tf.function(lambda embedding: {"decoded": self.decode(embedding)},
                                           input_signature=[embedding_spec])
-        functions["reconstruct"] = tf.function(lambda style_features: {"style_features": self(style_features)},
+        functions["reconstruct"] = tf.function(lambda style_features: {"reconstruction": self(style_features)},
                                                input_signature=[style_spec])
         return functions
 
