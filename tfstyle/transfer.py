@@ -72,9 +72,10 @@ _NOT_FLAGS = ("explicit_gram",)  # the original formulation, for benchmarks only
 FLAGS = flags.FLAGS
 
 
-def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: int) -> tuple[tf.Tensor, int]:
-    """(waveform at `sample_rate`, or at the file's own rate if None; the file's own rate)."""
+def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: int) -> tuple[tf.Tensor, int, int]:
+    """(waveform at `sample_rate`, or at the file's own rate if None; the file's own rate; its length there)."""
     waveform, file_rate = audio_io.load_audio(path)
+    file_length = int(waveform.shape[0])
     if sample_rate is not None and sample_rate != file_rate:
         waveform = audio_io.resample(waveform, rate_in=file_rate, rate_out=sample_rate)
     if waveform.shape[0] < frame_length:
@@ -82,7 +83,7 @@ def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: i
                          f"need at least {frame_length} (one STFT frame)")
     if not bool(tf.reduce_any(waveform != 0.0)):
         raise InputError(f"{path}: the {role} clip is silent (all samples are zero)")
-    return waveform, file_rate
+    return waveform, file_rate, file_length
 
 
 def _resolve_model() -> loading.ResolvedModel:
@@ -131,12 +132,12 @@ def main(argv: list[str]) -> None:
         timings[phase] = round(now - clock, 3)
         clock = now
 
-    content_wave, content_rate = _load_clip(FLAGS.content, "content", sample_rate=working_rate,
-                                            frame_length=stft_settings["frame_length"])
+    content_wave, content_rate, content_length = _load_clip(FLAGS.content, "content", sample_rate=working_rate,
+                                                            frame_length=stft_settings["frame_length"])
     working_rate = working_rate or content_rate
     output_rate = FLAGS.sample_rate or content_rate
-    output_length = round(int(content_wave.shape[0]) * output_rate / working_rate)
-    style_wave, _ = _load_clip(FLAGS.style, "style", sample_rate=working_rate,
+    output_length = round(content_length * output_rate / content_rate)  # as long as the content clip
+    style_wave, _, _ = _load_clip(FLAGS.style, "style", sample_rate=working_rate,
                                frame_length=stft_settings["frame_length"])
     content = spectral_ops.log_magnitude_spectrogram(content_wave, **stft_settings)
     style = spectral_ops.log_magnitude_spectrogram(style_wave, **stft_settings)
@@ -168,8 +169,9 @@ def main(argv: list[str]) -> None:
                                         momentum=config.griffin_lim_momentum, seed=config.seed, **stft_settings)
     convergence = float(spectral_ops.spectral_convergence(magnitude, waveform, **stft_settings))
     if working_rate != output_rate:
-        waveform = audio_io.resample(waveform, rate_in=working_rate, rate_out=output_rate)[:output_length]
-        waveform = tf.pad(waveform, [[0, output_length - int(waveform.shape[0])]])
+        waveform = audio_io.resample(waveform, rate_in=working_rate, rate_out=output_rate)
+    # Resampling can leave a sample more or less than the content clip has at the output rate.
+    waveform = tf.pad(waveform[:output_length], [[0, max(0, output_length - int(waveform.shape[0]))]])
     peak = float(tf.reduce_max(tf.abs(waveform)))
     gain = 1.0
     if peak > 0.99:  # keep the loudest sample inside 16-bit range rather than clipping it
