@@ -44,7 +44,8 @@ FLAGS = flags.FLAGS
 
 SAMPLE_RATE, FRAME_LENGTH, FRAME_STEP, FILTERS, WIDTH = 22050, 2048, 512, 4096, 11
 # The original method's step: float32, tf.nn.conv1d (ReferenceCNN), explicit Gram matrices over the whole clip.
-REFERENCE = dict(precision="float32", explicit_gram=True, gram_window=0)
+# The original method: float32, explicit Grams over the whole clip, and its optimised spectrogram as the output.
+REFERENCE = dict(precision="float32", explicit_gram=True, gram_window=0, style_lifter=0, keep_loudness=False)
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 EXAMPLE_PAIRS = {"music": ("music/content_violin_m06.wav", "music/style_piano_m02.wav"),
                  "speech": ("speech/content_flite_slt_h01.wav", "speech/style_flite_awb_h02.wav")}

@@ -220,7 +220,7 @@ def test_windowed_style_matching_styles_every_window(problem):
     model, content, style = problem
     frames = content.shape[0]
     result = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(
-        steps=30, gram_window=frames // 3, precision="float32"))
+        steps=30, gram_window=frames // 3, precision="float32", style_lifter=0, keep_loudness=False))
     assert result.history[-1]["style_loss"] < result.history[0]["style_loss"] / 3
     target = losses.StyleTarget(model.features(style[tf.newaxis])["conv"])
     for part in np.array_split(np.arange(frames), 3):
@@ -339,3 +339,36 @@ def test_cli_style_encoder_refuses_in_one_line(content_wav, style_wav, tmp_path)
     completed = run_transfer(f"--content={content_wav}", f"--style={style_wav}", f"--output={tmp_path / 'o.wav'}",
                              "--model=style_encoder")
     assert_one_line_usage_error(completed, "style_encoder maps a whole clip to one")
+
+
+def test_envelope_change_keeps_the_contents_harmonics():
+    """A change of the envelope (a tilt) passes; a change of the harmonic comb (another pitch) is undone."""
+    bins = np.arange(257)
+    comb = lambda period: 1.0 + 0.5 * np.cos(2 * np.pi * bins / period)  # noqa: E731  (harmonics every `period` bins)
+    content = tf.constant(np.stack([comb(8.0)] * 3), tf.float32)
+    tilt = tf.constant(np.linspace(0.0, 1.0, 257)[np.newaxis], tf.float32)
+    kept = transfer_lib.keep_envelope_change(content + tilt, content, lifter=20)
+    np.testing.assert_allclose(kept - content, np.broadcast_to(tilt, kept.shape), atol=0.05)
+    other_pitch = tf.constant(np.stack([comb(5.0)] * 3), tf.float32)
+    undone = transfer_lib.keep_envelope_change(other_pitch, content, lifter=20)
+    assert float(tf.reduce_max(tf.abs(undone - content))) < 0.1
+    assert float(tf.reduce_max(tf.abs(other_pitch - content))) > 0.5
+
+
+def test_frame_loudness_follows_the_content_pauses_included():
+    content = tf.constant([[2.0, 1.0, 0.5], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    filled = tf.constant([[1.0, 1.0, 1.0], [1.0, 0.5, 0.2], [3.0, 0.1, 0.1]])  # the pause is filled in
+    matched = transfer_lib.match_frame_loudness(filled, content)
+    norms = lambda x: tf.norm(tf.math.expm1(x), axis=-1).numpy()  # noqa: E731
+    np.testing.assert_allclose(norms(matched), norms(content), rtol=1e-5, atol=1e-6)
+    shape = lambda x: (tf.math.expm1(x) / tf.norm(tf.math.expm1(x), axis=-1, keepdims=True)).numpy()  # noqa: E731
+    np.testing.assert_allclose(shape(matched)[[0, 2]], shape(filled)[[0, 2]], rtol=1e-4)  # spectral shape stays
+
+
+def test_output_losses_are_those_of_the_returned_spectrogram(problem):
+    model, content, style = problem
+    result = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(steps=5))
+    plain = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig(
+        steps=5, style_lifter=0, keep_loudness=False, precision="float32"))
+    assert result.output_losses != result.history[-1]
+    assert plain.output_losses["style_loss"] == pytest.approx(plain.history[-1]["style_loss"], rel=1e-4)

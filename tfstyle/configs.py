@@ -307,6 +307,11 @@ class TransferConfig:
             (bfloat16 where a quick probe finds it faster on this machine).
         explicit_gram: always form the channels x channels Gram matrices (the original formulation, slower; the
             default takes the cheaper exact form, see tfstyle.losses.StyleTarget).
+        style_lifter: > 0 keeps only the spectral envelope of what the optimisation changed (the change's cepstrum
+            below this quefrency, in samples): the content's harmonics, and so its pitch and notes, stay as they
+            were. 0 keeps the whole change.
+        keep_loudness: give every frame of the result the content frame's loudness (its magnitude's norm), so that
+            pauses and the loudness contour stay the content's.
     """
 
     steps: int = 100
@@ -327,10 +332,14 @@ class TransferConfig:
     optimizer: str = _choice("adam", ("adam", "lbfgs"))
     precision: str = _choice("auto", ("auto", "float32", "bfloat16"))
     explicit_gram: bool = False
+    style_lifter: int = 30
+    keep_loudness: bool = True
 
     def __post_init__(self):
         _require_positive(self, "steps")
         _check_choices(self)
+        if not isinstance(self.style_lifter, int) or self.style_lifter < 0:
+            raise InputError(f"style_lifter must be a whole number of samples >= 0, got {self.style_lifter!r}")
         if not isinstance(self.gram_window, int) or self.gram_window < 0:
             raise InputError(f"gram_window must be a whole number of frames >= 0, got {self.gram_window!r}")
         if not self.learning_rate > 0:

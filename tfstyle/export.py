@@ -11,7 +11,8 @@ writes EXPORT_DIR/<next integer version>/ with these signatures, each over Tenso
     recombine(content_waveform, style_waveform)                     -> {"log_magnitude"}: content of one, style of
                                                                        the other (models that recombine)
 
-The output keys are the same for every model (tfstyle.models.base.SIGNATURE_OUTPUTS). The model's name, config, sample rate and STFT settings travel as the asset `tfstyle_model.json`. Only core
+The output keys are the same for every model (tfstyle.models.base.SIGNATURE_OUTPUTS). The model's name, config,
+sample rate and STFT settings travel as the asset `tfstyle_model.json`. Only core
 TensorFlow ops are inside (tf.signal for the STFT; the random CNN regenerates its filters from their seed with the
 stateless Philox generator, so its SavedModel holds no weights at all). Exports are written to a hidden temporary
 folder and renamed into place, so a server polling EXPORT_DIR never sees half a model.

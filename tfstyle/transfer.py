@@ -195,6 +195,7 @@ def main(argv: list[str]) -> None:
         "precision": result.precision,
         "loss_start": result.history[0],
         "loss_end": result.history[-1],
+        "loss_output": result.output_losses,
         "griffin_lim_spectral_convergence": convergence,
         "output_gain": round(gain, 4),
         "timings": timings,
@@ -218,6 +219,9 @@ def main(argv: list[str]) -> None:
         start, end = result.history[0]["style_loss"], result.history[-1]["style_loss"]
         message += (f"; final {_losses_text(result.history[-1])}; style loss {start:.4g} -> {end:.4g} "
                     f"({start / max(end, 1e-12):.1f}x lower); precision {result.precision}")
+        if result.output_losses != result.history[-1]:
+            message += (f"; the output, with the content's harmonics and loudness kept: "
+                        f"{_losses_text(result.output_losses)}")
     log(message)
 
 

@@ -46,11 +46,14 @@ class TransferResult:
             point; dicts of LOSS_NAMES -> float.
         precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16; float32 from iteration 42" when
             L-BFGS finished that way (see `_minimise_lbfgs`).
+        output_losses: the losses of `log_magnitude` itself, after `style_lifter` and `keep_loudness` (history[-1]
+            holds those of the optimised spectrogram before them).
     """
 
     log_magnitude: np.ndarray
     history: list[dict[str, float]]
     precision: str = "float32"
+    output_losses: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _layer_weights(
@@ -191,7 +194,39 @@ def _optimise(model, content, style, style_weights, content_weights, matmul_dtyp
                                   to_float32=to_float32 if matmul_dtype == tf.bfloat16 else None)
     else:
         history = _minimise_adam(compute_losses, spectrogram, ceiling, config, on_step)
-    return TransferResult(log_magnitude=spectrogram.numpy()[0], history=history, precision=precision)
+    result = spectrogram[0]
+    if config.style_lifter:
+        result = keep_envelope_change(result, content[0], config.style_lifter)
+    if config.keep_loudness:
+        result = match_frame_loudness(result, content[0])
+    result = tf.clip_by_value(result, 0.0, ceiling)
+    if config.style_lifter or config.keep_loudness:
+        output_losses = {name: float(value) for name, value in compute_losses(result[tf.newaxis]).items()}
+    else:
+        output_losses = history[-1]
+    return TransferResult(log_magnitude=result.numpy(), history=history, precision=precision,
+                          output_losses=output_losses)
+
+
+def keep_envelope_change(result: tf.Tensor, content: tf.Tensor, lifter: int) -> tf.Tensor:
+    """content + the spectral envelope of (result - content): the change's cepstrum below quefrency `lifter`.
+
+    Log-magnitudes [frames, bins]. What the optimisation did to the envelope (timbre, formants) stays; what it did
+    to the fine structure (harmonics: pitch, notes) is undone.
+    """
+    change = result - content
+    cepstrum = tf.signal.irfft(tf.complex(change, tf.zeros_like(change)))
+    quefrencies = tf.range(tf.shape(cepstrum)[-1])
+    keep = (quefrencies < lifter) | (quefrencies > tf.shape(cepstrum)[-1] - lifter)
+    envelope = tf.math.real(tf.signal.rfft(cepstrum * tf.cast(keep, cepstrum.dtype)))
+    return content + envelope
+
+
+def match_frame_loudness(result: tf.Tensor, content: tf.Tensor) -> tf.Tensor:
+    """log1p-magnitudes [frames, bins] of `result` with each frame scaled to the norm of the content's frame."""
+    magnitude, reference = tf.math.expm1(tf.maximum(result, 0.0)), tf.math.expm1(content)
+    gain = tf.norm(reference, axis=-1, keepdims=True) / tf.maximum(tf.norm(magnitude, axis=-1, keepdims=True), 1e-6)
+    return tf.math.log1p(magnitude * gain)
 
 
 def _check_finite(step_losses: dict[str, float], done: int) -> None:
