@@ -372,3 +372,15 @@ def test_output_losses_are_those_of_the_returned_spectrogram(problem):
         steps=5, style_lifter=0, keep_loudness=False, precision="float32"))
     assert result.output_losses != result.history[-1]
     assert plain.output_losses["style_loss"] == pytest.approx(plain.history[-1]["style_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_help_into_a_closed_pipe_is_no_error():
+    """`tfstyle transfer --help | head -1`: the reader leaves early; no traceback, exit 0."""
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, "-m", "tfstyle.transfer", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    process.stdout.close()  # before the command has started writing (its imports take a second or more)
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 0 and "Traceback" not in stderr, stderr

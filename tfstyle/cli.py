@@ -6,6 +6,7 @@ bad input (an InputError or a flag that does not parse) prints one line, `error:
 
 import importlib
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -45,6 +46,16 @@ def _parse_flags(argv: Sequence[str]) -> list[str]:
         fail(str(e))
 
 
+def _exit_after_help(print_help: Callable[[], None], status: int = 0) -> None:
+    """Prints help and exits; a reader that stops early (`| head`) is no error."""
+    try:
+        print_help()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail too
+    sys.exit(status)
+
+
 def _print_help(program: str, module_name: str) -> None:
     """Usage, the command's description (its module docstring) and its flags, on stdout."""
     print(f"usage: {program} [--flag=value ...]\n")
@@ -61,8 +72,7 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
         program = argv[0] if argv[0].startswith("tfstyle ") else f"python -m {main.__module__}"
         if main.__module__ == "__main__":
             program = f"python -m {sys.modules['__main__'].__spec__.name}"
-        _print_help(program, main.__module__)
-        sys.exit(0)
+        _exit_after_help(lambda: _print_help(program, main.__module__))
 
     def guarded_main(argv: list[str]) -> None:
         if len(argv) > 1:
@@ -86,12 +96,15 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] in HELP_FLAGS:
         asked = len(sys.argv) >= 2  # asked for help: stdout, exit 0; no command at all is a usage error
         stream = sys.stdout if asked else sys.stderr
-        print("usage: tfstyle COMMAND [--flag=value ...]\n\ncommands:", file=stream)
-        for name, description in COMMANDS.items():
-            print(f"  {name:<10} {description}", file=stream)
-        print("\ntfstyle COMMAND --help lists a command's flags; tfstyle COMMAND is python -m tfstyle.COMMAND.",
-              file=stream)
-        sys.exit(0 if asked else USAGE_ERROR_STATUS)
+
+        def print_usage() -> None:
+            print("usage: tfstyle COMMAND [--flag=value ...]\n\ncommands:", file=stream)
+            for name, description in COMMANDS.items():
+                print(f"  {name:<10} {description}", file=stream)
+            print("\ntfstyle COMMAND --help lists a command's flags; tfstyle COMMAND is python -m tfstyle.COMMAND.",
+                  file=stream)
+
+        _exit_after_help(print_usage, 0 if asked else USAGE_ERROR_STATUS)
     if sys.argv[1] not in COMMANDS:
         fail(f"unknown command {sys.argv[1]!r}; usage: tfstyle {{{','.join(COMMANDS)}}} [--flags]; "
              "see tfstyle --help")
