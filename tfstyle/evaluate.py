@@ -235,7 +235,7 @@ def _data_rate() -> int:
 def _split(recorded: dict) -> dict:
     """The split flags, each defaulting to what the model was trained with (recorded at export), else DataConfig's."""
     split = {}
-    for field in ("validation_fraction", "seed", "label_column"):
+    for field in (f for f in configs.SPLIT_FIELDS if f != "layout"):  # the layout is the data folder's own
         value = FLAGS[field].value
         split[field] = value if value is not None else recorded.get(field, getattr(configs.DataConfig, field))
     return split

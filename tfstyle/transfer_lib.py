@@ -33,9 +33,6 @@ class FeatureModel(Protocol):
         """{layer name: activations} of log1p magnitudes [batch, frames, bins]; differentiable."""
 
 
-LOSS_NAMES = ("total_loss", "style_loss", "content_loss", "tv_loss", "l2_loss")
-
-
 @dataclasses.dataclass
 class TransferResult:
     """What `transfer_spectrogram` returns.
@@ -43,7 +40,7 @@ class TransferResult:
     Attributes:
         log_magnitude: the optimised log1p-magnitude spectrogram, [frames, bins].
         history: history[k] holds the losses after k steps (L-BFGS: iterations), history[0] those of the starting
-            point; dicts of LOSS_NAMES -> float.
+            point; dicts of total_loss, style_loss, content_loss, tv_loss and l2_loss -> float.
         precision: the matmuls' precision, e.g. "bfloat16", or "bfloat16; float32 from iteration 42" when
             L-BFGS finished that way (see `_minimise_lbfgs`).
         output_losses: the losses of `log_magnitude` itself, after `style_lifter` and `keep_loudness` (history[-1]
