@@ -25,6 +25,9 @@ setuptools.setup(
         "matplotlib>=3.8,<4",
     ],
     extras_require={
+        # Apache Beam runs `tfstyle embed` and `tfstyle transfer --pairs` on many files (tfstyle.pipelines), on
+        # one machine or a Flink, Spark or Dataflow cluster. TF 2.17 needs protobuf 4; proto-plus 1.27+ needs 6.
+        "beam": ["apache-beam[tfrecord]==2.77.0", "protobuf>=4.25,<5", "proto-plus>=1.26,<1.27"],
         # tensorflow-serving-api: the PredictRequest protos TF Serving's clients send, to test our signatures with.
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "tensorflow-serving-api==2.17.1"],
     },

@@ -14,9 +14,10 @@ Everything is measured in the same run, on the example violin (content) and pian
   (c) whole transfers: the original settings (reference path, L-BFGS, --reference_steps steps) give a style
       loss; each of our optimisers runs as many steps, and the time it took to reach that loss is printed, with
       the defaults' wall time and final loss, and for each result how much of the content's melody it kept.
-  (d) peak memory (process RSS) of a default transfer, each measured in a fresh subprocess; with --scaling also
-      the time per second of audio at 5, 10 and 60 s of content (the style clip stays --seconds long), and 60 s
-      of content with a 60 s style clip.
+  (d) the whole command, `python -m tfstyle.transfer` with its defaults (files in, files out), in a fresh process
+      each: wall time, time per second of audio and peak RSS at --seconds of content and, with --scaling, at 60 s
+      and --long_seconds (10 minutes) of content; the style clip stays --seconds long. A clip longer than
+      --gram_window frames goes in chunks, so the peak should not grow with length beyond the audio itself.
   (e) what the defaults stand on: wall time, style loss, content loss and melody of default transfers (Adam)
       cut to fewer steps and of short L-BFGS runs, on both shipped example pairs (whole clips, at their own rate).
 """
@@ -39,7 +40,9 @@ flags.DEFINE_integer("reference_steps", 300, "L-BFGS steps of the original setti
 flags.DEFINE_integer("timed_steps", 10, "Steps timed per path in (b).")
 flags.DEFINE_bool("scaling", True, "Also measure 5 s and 60 s clips (d).")
 flags.DEFINE_string("parts", "bcde", "Parts to run after (a), e.g. --parts=b for the step times only.")
-flags.DEFINE_string("child", None, "Internal: run one default transfer of this many seconds and print JSON.")
+flags.DEFINE_float("long_seconds", 600.0, "The longest clip (d) measures with --scaling.")
+flags.DEFINE_string("child", None, "Internal: run the transfer command with these flags (separated by ' ') and "
+                    "print its peak RSS as JSON.")
 FLAGS = flags.FLAGS
 
 SAMPLE_RATE, FRAME_LENGTH, FRAME_STEP, FILTERS, WIDTH = 22050, 2048, 512, 4096, 11
@@ -134,15 +137,15 @@ def melody_kept(result_log_magnitude, content_log_magnitude, sample_rate: int = 
     return float(np.mean(dot / (np.linalg.norm(chroma[0], axis=0) * np.linalg.norm(chroma[1], axis=0) + 1e-12)))
 
 
-def child(seconds: float) -> None:
-    content, style = log_magnitudes(seconds, FLAGS.seconds)
-    model = registry.build_model("random_cnn")
+def child(command_flags: str) -> None:
+    import atexit
+
+    from tfstyle import transfer
+
     start = time.perf_counter()
-    result = transfer_lib.transfer_spectrogram(model, content, style, configs.TransferConfig())
-    elapsed = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "wall_s": elapsed, "style_loss": result.history[-1]["style_loss"],
-                      "bfloat16": model.uses_bfloat16_matmuls,
-                      "peak_rss_mb": peak_rss_mb()}))
+    # The command ends with sys.exit: report from an exit handler.
+    atexit.register(lambda: print(json.dumps({"wall_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()})))
+    transfer.run(["transfer", *command_flags.split(" ")])
 
 
 def peak_rss_mb() -> float:
@@ -153,10 +156,23 @@ def peak_rss_mb() -> float:
     return int(fields["VmHWM"].split()[0]) / 1024
 
 
-def run_child(seconds: float, style_seconds: float) -> dict:
-    completed = subprocess.run([sys.executable, __file__, f"--child={seconds}", f"--seconds={style_seconds}"],
-                               capture_output=True, text=True, check=True)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+def run_child(folder: str, seconds: float) -> dict:
+    """The transfer command on --seconds of violin looped to `seconds` (style: --seconds of piano)."""
+    paths = {}
+    for role, name, length in (("content", EXAMPLE_PAIRS["music"][0], seconds),
+                               ("style", EXAMPLE_PAIRS["music"][1], FLAGS.seconds)):
+        waveform, _ = audio_io.load_audio(os.path.join(EXAMPLES, name), sample_rate=SAMPLE_RATE)
+        paths[role] = os.path.join(folder, f"{role}_{length:g}s.wav")
+        with open(paths[role], "wb") as f:
+            f.write(audio_io.encode_wav(np.resize(waveform.numpy(), int(length * SAMPLE_RATE)), SAMPLE_RATE))
+    output = os.path.join(folder, f"out_{seconds:g}s.wav")
+    command = f"--content={paths['content']} --style={paths['style']} --output={output}"
+    completed = subprocess.run([sys.executable, __file__, f"--child={command}"], capture_output=True, text=True,
+                               check=True)
+    with open(os.path.splitext(output)[0] + ".json") as f:
+        report = json.load(f)
+    return {**json.loads(completed.stdout.strip().splitlines()[-1]), "chunks": report["chunks"],
+            "style_loss": report["loss_end"]["style_loss"]}
 
 
 def step_times(rates, model, reference, content, style) -> None:
@@ -205,13 +221,17 @@ def whole_transfers(model, reference, content, style) -> None:
 
 
 def memory_and_scaling() -> None:
-    print("(d) default transfer in a fresh process: wall time, time per second of audio, peak RSS")
-    lengths = [(5.0, FLAGS.seconds), (FLAGS.seconds, FLAGS.seconds), (60.0, FLAGS.seconds), (60.0, 60.0)]
-    for seconds, style_seconds in (lengths if FLAGS.scaling else lengths[1:2]):
-        report = run_child(seconds, style_seconds)
-        print(f"    {seconds:5.0f} s clip, {style_seconds:2.0f} s style: {report['wall_s']:7.1f} s, "
-              f"{report['wall_s'] / seconds:5.2f} s per second of audio, peak RSS {report['peak_rss_mb']:6.0f} MB, "
-              f"style loss {report['style_loss']:.4g}")
+    import tempfile
+
+    print("(d) the transfer command with its defaults, in a fresh process: wall time (start-up included), time per "
+          "second of audio, peak RSS")
+    lengths = [FLAGS.seconds, 60.0, FLAGS.long_seconds] if FLAGS.scaling else [FLAGS.seconds]
+    with tempfile.TemporaryDirectory() as folder:
+        for seconds in lengths:
+            report = run_child(folder, seconds)
+            print(f"    {seconds:5.0f} s clip ({report['chunks']} chunks): {report['wall_s']:7.1f} s, "
+                  f"{report['wall_s'] / seconds:5.2f} s per second of audio, peak RSS {report['peak_rss_mb']:6.0f} "
+                  f"MB, style loss {report['style_loss']:.4g}")
 
 
 def trade_offs(model) -> None:
@@ -240,7 +260,7 @@ def trade_offs(model) -> None:
 def main(argv):
     del argv
     if FLAGS.child:
-        child(float(FLAGS.child))
+        child(FLAGS.child)
         return
     print("(a) matmul throughput, 4096 x 4096")
     rates = {"float32": matmul_rate(tf.float32), "bfloat16": matmul_rate(tf.bfloat16)}

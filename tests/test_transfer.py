@@ -81,7 +81,7 @@ def test_cli_writes_wav_png_and_json(content_wav, style_wav, tmp_path):
     report = json.loads((tmp_path / "result.json").read_text())
     assert report["settings"]["steps"] == 4 and report["sample_rate"] == SAMPLE_RATE
     assert report["loss_end"]["style_loss"] < report["loss_start"]["style_loss"]
-    assert {"load_s", "optimise_s", "griffin_lim_s", "total_s"} <= set(report["timings"])
+    assert {"load_s", "transfer_s", "finish_s", "figure_s", "total_s"} <= set(report["timings"])
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp")]
     umask = os.umask(0)
     os.umask(umask)

@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "train a zoo model on a folder of audio",
     "export": "export a trained or untrained model as a SavedModel for TF Serving",
     "evaluate": "measure a model on a folder of audio (JSON report)",
+    "embed": "embed many audio files with a SavedModel (Apache Beam pipeline; TFRecord and Parquet)",
 }
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort", "--helpfull")
 
@@ -39,9 +40,29 @@ def check_sample_rate(rate: int | None) -> None:
         raise InputError(f"--sample_rate must be at least 1000 Hz, got {rate}")
 
 
-def _parse_flags(argv: Sequence[str]) -> list[str]:
+def beam_pipelines():
+    """The module tfstyle.pipelines, or an InputError that says how to install Apache Beam, its optional extra."""
+    # Beam's import warns on the root logger that Google Cloud's BigQuery clients are missing: they are not
+    # needed here, and the line would read as a problem with the run.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
     try:
-        return flags.FLAGS(argv)
+        importlib.import_module("apache_beam")
+        from tfstyle import pipelines
+    except ImportError as e:
+        if not (e.name or "").startswith("apache_beam"):
+            raise
+        raise InputError('this needs Apache Beam, an optional extra: pip install "tfstyle[beam]" '
+                         '(from a checkout: pip install ".[beam]")') from None
+    finally:
+        root.setLevel(level)
+    return pipelines
+
+
+def _parse_flags(argv: Sequence[str], known_only: bool = False) -> list[str]:
+    try:
+        return flags.FLAGS(argv, known_only=known_only)
     except flags.Error as e:
         fail(str(e))
 
@@ -65,8 +86,13 @@ def _print_help(program: str, module_name: str) -> None:
     print("flags:\n" + listing.strip().partition("\n")[2])
 
 
-def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) -> None:
-    """absl's app.run with tfstyle's error contract around `main`; --help prints the command's help, exit 0."""
+def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None, *,
+        other_flags_to_main: bool = False) -> None:
+    """absl's app.run with tfstyle's error contract around `main`; --help prints the command's help, exit 0.
+
+    With `other_flags_to_main`, flags the command does not define reach `main` in its argv (after the program
+    name) instead of being an error: the Beam commands hand them to Beam as pipeline options.
+    """
     argv = list(sys.argv if argv is None else argv)
     if any(arg in HELP_FLAGS for arg in argv[1:]):
         program = argv[0] if argv[0].startswith("tfstyle ") else f"python -m {main.__module__}"
@@ -75,8 +101,9 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
         _exit_after_help(lambda: _print_help(program, main.__module__))
 
     def guarded_main(argv: list[str]) -> None:
-        if len(argv) > 1:
-            fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
+        unexpected = [arg for arg in argv[1:] if not (other_flags_to_main and arg.startswith("--"))]
+        if unexpected:
+            fail(f"unexpected arguments: {' '.join(unexpected)} (flags are written --name=value)")
         try:
             main(argv)
         except InputError as e:
@@ -88,7 +115,8 @@ def run(main: Callable[[list[str]], None], argv: Sequence[str] | None = None) ->
     # TensorFlow's INFO lines (device placement, strategy set-up) would bury ours; warnings still show.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint "sharding callback" INFO lines
-    app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
+    app.run(guarded_main, argv=argv,
+            flags_parser=lambda args: _parse_flags(args, known_only=other_flags_to_main))
 
 
 def main() -> None:

@@ -59,6 +59,20 @@ def _reflect_pad(waveform: tf.Tensor, frame_length: int) -> tf.Tensor:
     return _pad_last_axis(waveform, frame_length // 2, frame_length // 2, mode="REFLECT")
 
 
+def centre_pad(waveform: tf.Tensor, frame_length: int = FRAME_LENGTH) -> tf.Tensor:
+    """The waveform as `stft` frames it: reflect-padded by frame_length // 2 on each side."""
+    return _reflect_pad(waveform, frame_length)
+
+
+def stft_of_padded(padded: tf.Tensor, *, frame_length: int = FRAME_LENGTH, frame_step: int = FRAME_STEP,
+                   fft_length: int | None = None) -> tf.Tensor:
+    """STFT of a stretch of a `centre_pad`ded waveform, framed from its first sample: frames
+    [k, k + frames) of `stft(x)` are `stft_of_padded(centre_pad(x)[k * frame_step:(k + frames - 1) * frame_step +
+    frame_length])`."""
+    return _frame_and_transform(tf.convert_to_tensor(padded, tf.float32), frame_length, frame_step,
+                                fft_length or frame_length)
+
+
 def stft_magnitude(waveform: tf.Tensor, **stft_kwargs) -> tf.Tensor:
     """|STFT|, shape [..., frames, bins]; keyword arguments as for `stft`."""
     return tf.abs(stft(waveform, **stft_kwargs))
@@ -220,6 +234,62 @@ def griffin_lim(
         fft_length,
     )
     return _trim_centre_padding(padded, length, frame_length)
+
+
+@tf.function(reduce_retracing=True)
+def _griffin_lim_segment_loop(magnitude, angles, pinned_frames, n_iter, momentum, frame_length, frame_step,
+                              fft_length):
+    envelope = _window_envelope(tf.shape(magnitude)[-2], frame_length, frame_step)
+    pinned = angles[:pinned_frames]
+    magnitude = tf.cast(magnitude, tf.complex64)
+    rebuilt = tf.zeros_like(angles)
+    step = tf.cast(momentum / (1.0 + momentum), tf.complex64)
+    for _ in tf.range(n_iter):
+        previous = rebuilt
+        inverse = _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
+        rebuilt = _frame_and_transform(inverse, frame_length, frame_step, fft_length)
+        rebuilt.set_shape(magnitude.shape)
+        angles = rebuilt - step * previous
+        angles = angles / tf.cast(tf.maximum(tf.abs(angles), 1e-30), tf.complex64)
+        angles = tf.concat([pinned, angles[pinned_frames:]], axis=0)
+        angles.set_shape(magnitude.shape)
+    return _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length), angles
+
+
+def griffin_lim_segment(
+    magnitude: tf.Tensor,
+    angles: tf.Tensor,
+    *,
+    pinned_frames: int = 0,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    frame_length: int = FRAME_LENGTH,
+    frame_step: int = FRAME_STEP,
+    fft_length: int | None = None,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Fast Griffin-Lim on one stretch of a longer signal, with the phases of its first frames held fixed.
+
+    The stretch is framed from its first sample (see `stft_of_padded`), with no padding, so that a long signal can
+    be rebuilt stretch by stretch: holding the phases that the previous stretch found for the frames both share
+    makes the two reconstructions agree there (see tfstyle.chunking).
+
+    Args:
+        magnitude: |STFT| of the stretch, [frames, bins].
+        angles: initial unit phases, complex64 [frames, bins]; the first `pinned_frames` stay as given.
+        pinned_frames: leading frames whose phase is fixed.
+        n_iter, momentum, frame_length, frame_step, fft_length: as for `griffin_lim`.
+
+    Returns:
+        (the stretch's waveform, [(frames - 1) * frame_step + frame_length]; the final phases, [frames, bins]).
+    """
+    if n_iter < 0:
+        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    return _griffin_lim_segment_loop(
+        tf.convert_to_tensor(magnitude, tf.float32), tf.convert_to_tensor(angles, tf.complex64),
+        tf.constant(pinned_frames), tf.constant(n_iter), tf.constant(momentum, tf.float32), frame_length,
+        frame_step, fft_length or frame_length)
 
 
 def spectral_convergence(

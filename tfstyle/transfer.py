@@ -19,22 +19,22 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tfstyle import (audio_io, cli, config_flags, configs, fileutil, loading, progress, registry, spectral_ops,
+from tfstyle import (audio_io, chunking, cli, config_flags, configs, fileutil, loading, progress, registry, spectral_ops,
                      transfer_lib)
 from tfstyle.errors import InputError
 
 
-def _spectrogram_figure(panels: list[tuple[str, np.ndarray]], *, sample_rate: int, frame_step: int) -> bytes:
-    """PNG bytes of log-magnitude spectrograms side by side on one colour scale, time in s and frequency in kHz."""
+def _spectrogram_figure(panels: list[tuple[str, np.ndarray, float]], *, sample_rate: int) -> bytes:
+    """PNG bytes of log-magnitude spectrograms (title, [columns, bins], seconds they span) side by side on one colour
+    scale, time in s and frequency in kHz."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    top = max(float(p.max()) for _, p in panels)
+    top = max(float(p.max()) for _, p, _ in panels)
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True)
-    for axis, (title, log_mag) in zip(axes, panels):
-        seconds = log_mag.shape[0] * frame_step / sample_rate
+    for axis, (title, log_mag, seconds) in zip(axes, panels):
         image = axis.imshow(log_mag.T, origin="lower", aspect="auto", cmap="magma", vmin=0.0, vmax=top,
                             extent=(0.0, seconds, 0.0, sample_rate / 2000))
         axis.set_title(title, fontsize=10)
@@ -53,6 +53,11 @@ def _define_flags() -> None:
     flags.DEFINE_string("content", None, "Audio file whose content (what is said or played) to keep.")
     flags.DEFINE_string("style", None, "Audio file whose style (voice, timbre, texture) to impose.")
     flags.DEFINE_string("output", None, "Output .wav path; a .png and a .json are written beside it.")
+    flags.DEFINE_string("pairs", None, "Instead of --content/--style/--output: a CSV with the columns "
+                        "content,style,output (output: a .wav name), run as an Apache Beam pipeline (needs "
+                        "tfstyle[beam]); other flags that are not tfstyle's go to Beam as pipeline options.")
+    flags.DEFINE_string("output_dir", None, "With --pairs: the folder the outputs go to; pairs whose outputs "
+                        "exist are skipped, and failed.tsv lists those that failed, with the reason.")
     flags.DEFINE_string("model", registry.DEFAULT_TRANSFER_MODEL, "Zoo model giving the features (see "
                         "tfstyle.list_models()), resolved to its newest shipped SavedModel, or the path of a "
                         "SavedModel version folder.")
@@ -86,13 +91,11 @@ def _load_clip(path: str, role: str, *, sample_rate: int | None, frame_length: i
     return waveform, file_rate, file_length
 
 
-def _resolve_model() -> loading.ResolvedModel:
-    """The model of --model_dir (a training run), else of --model and --untrained."""
-    if FLAGS.model_dir:
-        if FLAGS["model"].present or FLAGS.untrained:
-            raise InputError("--model_dir takes the model from the training run: drop --model and --untrained")
-        return loading.load_training_run(FLAGS.model_dir)[1]
-    return loading.load_model(FLAGS.model, untrained=FLAGS.untrained)
+def resolve_model(model: str, *, untrained: bool, model_dir: str | None) -> loading.ResolvedModel:
+    """The model of `model_dir` (a training run), else of `model` and `untrained`."""
+    if model_dir:
+        return loading.load_training_run(model_dir)[1]
+    return loading.load_model(model, untrained=untrained)
 
 
 _WEIGHTS = {"shipped": "shipped SavedModel {path}", "saved_model": "SavedModel {path}",
@@ -101,28 +104,118 @@ _WEIGHTS = {"shipped": "shipped SavedModel {path}", "saved_model": "SavedModel {
 
 
 def main(argv: list[str]) -> None:
-    del argv  # cli.run has rejected positional arguments
+    if FLAGS.model_dir and (FLAGS["model"].present or FLAGS.untrained):
+        raise InputError("--model_dir takes the model from the training run: drop --model and --untrained")
+    check_settings()
+    config = config_flags.build(configs.TransferConfig, FLAGS, exclude=_NOT_FLAGS)
+    if FLAGS.pairs or FLAGS.output_dir:
+        _transfer_pairs(config, beam_args=argv[1:])
+        return
+    if len(argv) > 1:
+        raise InputError(f"unknown flag {argv[1].split('=', 1)[0]} (Beam pipeline options go with --pairs)")
     for name in ("content", "style", "output"):
         if not FLAGS[name].value:
             raise InputError(f"--{name} is required")
-    if not FLAGS.output.lower().endswith(".wav"):
+    for path in output_paths(FLAGS.output).values():  # before any long work: a run must not fail at its very end
+        fileutil.check_writable_output(path)
+    resolved = resolve_model(FLAGS.model, untrained=FLAGS.untrained, model_dir=FLAGS.model_dir)
+    transfer_file(FLAGS.content, FLAGS.style, FLAGS.output, resolved=resolved, config=config, **signal_flags())
+
+
+def _transfer_pairs(config: configs.TransferConfig, *, beam_args: list[str]) -> None:
+    if not (FLAGS.pairs and FLAGS.output_dir):
+        raise InputError("--pairs and --output_dir go together")
+    given = [name for name in ("content", "style", "output") if FLAGS[name].value]
+    if given:
+        raise InputError(f"--pairs takes the files from its CSV: drop --{', --'.join(given)}")
+    pipelines = cli.beam_pipelines()
+    pipelines.pipeline_options(beam_args)  # an unknown flag fails here, before any work
+    pairs = pipelines.read_pairs(FLAGS.pairs)
+    todo = [pair for pair in pairs if not all(
+        os.path.exists(path) for path in output_paths(os.path.join(FLAGS.output_dir, pair.output)).values())]
+    log(f"{len(pairs)} pairs in {FLAGS.pairs}: {len(pairs) - len(todo)} done already, {len(todo)} to run")
+    if not todo:
+        return
+    transfer = PairTransfer(FLAGS.model, FLAGS.untrained, FLAGS.model_dir, config, signal_flags())
+    resolve_model(FLAGS.model, untrained=FLAGS.untrained, model_dir=FLAGS.model_dir)  # a bad model fails here
+    summary = pipelines.transfer_pairs(todo, output_dir=FLAGS.output_dir, transfer=transfer, beam_args=beam_args)
+    log(f"{summary.written} of {len(todo)} pairs written to {FLAGS.output_dir}")
+    if summary.failed:
+        for line in summary.failed:
+            log(f"failed: {line}")
+        raise InputError(f"{len(summary.failed)} of {len(todo)} pairs failed (listed in "
+                         f"{os.path.join(FLAGS.output_dir, pipelines.FAILED_FILE)}); rerun to retry only those")
+
+
+@dataclasses.dataclass
+class PairTransfer:
+    """One transfer of a pairs CSV, as Beam's workers run it: picklable, loading its model once per worker."""
+
+    model: str
+    untrained: bool
+    model_dir: str | None
+    config: configs.TransferConfig
+    signal: dict
+    _resolved: loading.ResolvedModel | None = dataclasses.field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_resolved": None}  # each worker loads its own
+
+    def __call__(self, pair, output_path: str) -> None:
+        if self._resolved is None:
+            self._resolved = resolve_model(self.model, untrained=self.untrained, model_dir=self.model_dir)
+        fileutil.check_writable_output(output_path)
+        transfer_file(pair.content, pair.style, output_path, resolved=self._resolved, config=self.config,
+                      show_steps=False, **self.signal)
+
+
+def check_settings() -> None:
+    """The flags' checks that need no file (InputError if one fails)."""
+    if FLAGS.output and not FLAGS.output.lower().endswith(".wav"):
         raise InputError(f"--output must be a .wav path, got {FLAGS.output}")
     if FLAGS.frame_step < 1 or FLAGS.frame_length < FLAGS.frame_step:
         raise InputError("need 1 <= --frame_step <= --frame_length")
     cli.check_sample_rate(FLAGS.sample_rate)
-    config = config_flags.build(configs.TransferConfig, FLAGS, exclude=_NOT_FLAGS)
-    stem = os.path.splitext(FLAGS.output)[0]
-    output_paths = {"wav": FLAGS.output, "png": stem + ".png", "json": stem + ".json"}
-    for path in output_paths.values():  # before any long work: a run must not fail at its very end
-        fileutil.check_writable_output(path)
-    resolved = _resolve_model()
+
+
+def signal_flags() -> dict:
+    """The rate and STFT flags, as `transfer_file` takes them."""
+    return {name: FLAGS[name].value for name in ("sample_rate", "frame_length", "frame_step")}
+
+
+def output_paths(wav_path: str) -> dict[str, str]:
+    """The three files a transfer writes: {"wav", "png", "json"}."""
+    stem = os.path.splitext(wav_path)[0]
+    return {"wav": wav_path, "png": stem + ".png", "json": stem + ".json"}
+
+
+def transfer_file(content_path: str, style_path: str, output_path: str, *, resolved: loading.ResolvedModel,
+                  config: configs.TransferConfig, sample_rate: int | None, frame_length: int, frame_step: int,
+                  show_steps: bool = True) -> dict:
+    """One transfer, files to files: writes the .wav, .png and .json of `output_paths(output_path)` together
+    (nothing if it fails) and returns the JSON report.
+
+    Args:
+        content_path, style_path: audio files.
+        output_path: the .wav to write.
+        resolved: the model (see `resolve_model`).
+        config: the optimisation's settings.
+        sample_rate: the output's rate (and the work's, for a model that takes any rate); None: the content's.
+        frame_length, frame_step: the STFT, for a model that takes any (an exported one has its own).
+        show_steps: report progress step by step (off where many transfers run side by side).
+
+    Raises:
+        InputError: a file cannot be read or written, or the model cannot do a transfer.
+    """
     spec, model = resolved.spec, resolved.model
     if spec.transfer == "none":
         raise InputError(spec.no_transfer_reason)
+    paths = output_paths(output_path)
     # A trained model, or any exported one, fixes the STFT it understands; only a trained one fixes the rate.
     signal = model.signal_config() if hasattr(model, "signal_config") else {}
-    stft_settings = {name: signal.get(name, FLAGS[name].value) for name in ("frame_length", "frame_step")}
-    working_rate = FLAGS.sample_rate if spec.any_sample_rate else signal["sample_rate"]
+    stft_settings = {"frame_length": signal.get("frame_length", frame_length),
+                     "frame_step": signal.get("frame_step", frame_step)}
+    working_rate = sample_rate if spec.any_sample_rate else signal["sample_rate"]
     timings = {}
     started = clock = time.perf_counter()
 
@@ -132,14 +225,13 @@ def main(argv: list[str]) -> None:
         timings[phase] = round(now - clock, 3)
         clock = now
 
-    content_wave, content_rate, content_length = _load_clip(FLAGS.content, "content", sample_rate=working_rate,
+    content_wave, content_rate, content_length = _load_clip(content_path, "content", sample_rate=working_rate,
                                                             frame_length=stft_settings["frame_length"])
     working_rate = working_rate or content_rate
-    output_rate = FLAGS.sample_rate or content_rate
+    output_rate = sample_rate or content_rate
     output_length = round(content_length * output_rate / content_rate)  # as long as the content clip
-    style_wave, _, _ = _load_clip(FLAGS.style, "style", sample_rate=working_rate,
+    style_wave, _, _ = _load_clip(style_path, "style", sample_rate=working_rate,
                                frame_length=stft_settings["frame_length"])
-    content = spectral_ops.log_magnitude_spectrogram(content_wave, **stft_settings)
     style = spectral_ops.log_magnitude_spectrogram(style_wave, **stft_settings)
     lap("load_s")
 
@@ -149,41 +241,51 @@ def main(argv: list[str]) -> None:
     if spec.transfer == "recombine":
         # Content and style pipelines (conv_vae): one forward pass recombines them, nothing to optimise.
         log("recombining the content latent with the style embedding")
-        result = transfer_lib.TransferResult(log_magnitude=model.recombine(
-            content_wave[tf.newaxis], style_wave[tf.newaxis]).numpy()[0], history=[{}], precision="float32")
+        content = spectral_ops.log_magnitude_spectrogram(content_wave, **stft_settings)
+        log_magnitude = model.recombine(content_wave[tf.newaxis], style_wave[tf.newaxis]).numpy()[0]
         settings = {name: getattr(config, name) for name in ("griffin_lim_iters", "griffin_lim_momentum", "seed")}
         lap("recombine_s")
+        waveform, convergence = transfer_lib.rebuild_waveform(log_magnitude, int(content_wave.shape[0]), config,
+                                                              **stft_settings)
+        result = transfer_lib.AudioTransferResult(
+            waveform=waveform, history=[{}], output_losses={}, precision="float32", chunks=1,
+            spectral_convergence=convergence, content_panel=content.numpy(), result_panel=log_magnitude)
+        lap("griffin_lim_s")
     else:
+        requested = config.precision
         config = dataclasses.replace(config, precision=transfer_lib.resolve_precision(model, config.precision))
         settings = dataclasses.asdict(config)
-        chosen = " (auto: faster on this CPU)" if FLAGS.precision == "auto" and config.precision == "bfloat16" else ""
-        log(f"{config.optimizer}, {config.steps} steps on {content.shape[0]} frames x {content.shape[1]} bins at "
+        chunks = transfer_lib.plan_chunks(int(content_wave.shape[0]), config, **stft_settings)
+        frames = chunks[-1].end
+        chosen = " (auto: faster on this CPU)" if requested == "auto" and config.precision == "bfloat16" else ""
+        in_chunks = (f" in {len(chunks)} chunks of {chunks[0].frames} (memory stays that of one chunk)"
+                     if len(chunks) > 1 else "")
+        log(f"{config.optimizer}, {config.steps} steps on {frames} frames x {style.shape[1]} bins{in_chunks} at "
             f"{working_rate} Hz, {config.precision} matmuls{chosen}")
-        report_step = progress.Progress(config.steps)
-        result = transfer_lib.transfer_spectrogram(
-            model, content, style, config, on_step=lambda done, losses: report_step(done, _losses_text(losses)))
-        lap("optimise_s")
+        report_step = progress.Progress(config.steps * len(chunks)) if show_steps else None
+        result = transfer_lib.transfer_audio(
+            model, content_wave, style, config, **stft_settings,
+            on_step=report_step and (lambda done, losses: report_step(done, _losses_text(losses))))
+        lap("transfer_s")  # optimisation and Griffin-Lim, which alternate chunk by chunk on a long clip
 
-    magnitude = spectral_ops.magnitude_from_log(result.log_magnitude)
-    waveform = spectral_ops.griffin_lim(magnitude, n_iter=config.griffin_lim_iters, length=int(content_wave.shape[0]),
-                                        momentum=config.griffin_lim_momentum, seed=config.seed, **stft_settings)
-    convergence = float(spectral_ops.spectral_convergence(magnitude, waveform, **stft_settings))
+    # In place where it can be: a long clip's output should cost its own size once, not once per step here.
+    waveform = result.waveform
     if working_rate != output_rate:
-        waveform = audio_io.resample(waveform, rate_in=working_rate, rate_out=output_rate)
-    # Resampling can leave a sample more or less than the content clip has at the output rate.
-    waveform = tf.pad(waveform[:output_length], [[0, max(0, output_length - int(waveform.shape[0]))]])
-    peak = float(tf.reduce_max(tf.abs(waveform)))
+        waveform = audio_io.resample(waveform, rate_in=working_rate, rate_out=output_rate).numpy()
+    if waveform.shape[0] != output_length:  # resampling can leave a sample more or less than the content has
+        waveform = np.pad(waveform[:output_length], (0, max(0, output_length - waveform.shape[0])))
+    peak = float(max(waveform.max(), -waveform.min()))
     gain = 1.0
     if peak > 0.99:  # keep the loudest sample inside 16-bit range rather than clipping it
         gain = 0.99 / peak
-        waveform = waveform * gain
+        waveform *= gain
         log(f"the result peaked at {peak:.2f} of full scale: scaled by {gain:.3f} so that it does not clip")
-    lap("griffin_lim_s")
+    lap("finish_s")
 
     report = {
-        "content": FLAGS.content,
-        "style": FLAGS.style,
-        "output": FLAGS.output,
+        "content": content_path,
+        "style": style_path,
+        "output": output_path,
         "model": resolved.name,
         "weights": resolved.source,
         "model_path": resolved.path,
@@ -196,25 +298,26 @@ def main(argv: list[str]) -> None:
         "loss_start": result.history[0],
         "loss_end": result.history[-1],
         "loss_output": result.output_losses,
-        "griffin_lim_spectral_convergence": convergence,
+        "chunks": result.chunks,
+        "griffin_lim_spectral_convergence": result.spectral_convergence,
         "output_gain": round(gain, 4),
         "timings": timings,
     }
+    content_seconds = content_wave.shape[0] / working_rate
     figure = _spectrogram_figure(
-        [(f"content: {os.path.basename(FLAGS.content)}", content.numpy()),
-         (f"style: {os.path.basename(FLAGS.style)}", style.numpy()),
-         (f"result: {os.path.basename(FLAGS.output)}", result.log_magnitude)],
+        [(f"content: {os.path.basename(content_path)}", result.content_panel, content_seconds),
+         (f"style: {os.path.basename(style_path)}", chunking.pool_columns(style.numpy()), style_wave.shape[0] / working_rate),
+         (f"result: {os.path.basename(output_path)}", result.result_panel, content_seconds)],
         sample_rate=working_rate,
-        frame_step=stft_settings["frame_step"],
     )
     lap("figure_s")
     timings["total_s"] = round(time.perf_counter() - started, 3)
     fileutil.write_files_atomically({
-        output_paths["wav"]: audio_io.encode_wav(waveform, output_rate),
-        output_paths["png"]: figure,
-        output_paths["json"]: json.dumps(report, indent=2).encode(),
+        paths["wav"]: audio_io.encode_wav(waveform, output_rate),
+        paths["png"]: figure,
+        paths["json"]: json.dumps(report, indent=2).encode(),
     })
-    message = f"wrote {FLAGS.output} (+ .png, .json) in {timings['total_s']:.1f} s"
+    message = f"wrote {output_path} (+ .png, .json) in {timings['total_s']:.1f} s"
     if result.history[-1]:
         start, end = result.history[0]["style_loss"], result.history[-1]["style_loss"]
         message += (f"; final {_losses_text(result.history[-1])}; style loss {start:.4g} -> {end:.4g} "
@@ -223,6 +326,7 @@ def main(argv: list[str]) -> None:
             message += (f"; the output, with the content's harmonics and loudness kept: "
                         f"{_losses_text(result.output_losses)}")
     log(message)
+    return report
 
 
 def log(line: str) -> None:
@@ -236,7 +340,7 @@ def _losses_text(losses: dict[str, float]) -> str:
 
 def run(argv: list[str] | None = None) -> None:
     _define_flags()
-    cli.run(main, argv)
+    cli.run(main, argv, other_flags_to_main=True)
 
 
 if __name__ == "__main__":

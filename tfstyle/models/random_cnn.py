@@ -80,8 +80,15 @@ class RandomCNN(ZooModel):
         return self._bfloat16_kernel is not None
 
     def use_bfloat16_matmuls(self, enabled: bool = True) -> None:
-        """Runs the convolution's matmul in bfloat16 (a copy of the filters is kept in that precision)."""
-        self._bfloat16_kernel = tf.cast(tf.convert_to_tensor(self.kernel), tf.bfloat16) if enabled else None
+        """Runs the convolution's matmul in bfloat16 (a copy of the filters is kept in that precision).
+
+        Enabling it again keeps the copy it has: functions traced with it captured that tensor, and a new one for
+        each (a long clip's chunks) would add the filters' size to memory every time.
+        """
+        if not enabled:
+            self._bfloat16_kernel = None
+        elif self._bfloat16_kernel is None:
+            self._bfloat16_kernel = tf.cast(tf.convert_to_tensor(self.kernel), tf.bfloat16)
 
     def features(self, log_magnitude):
         """{"conv": activations [batch, frames, n_filters]} of log-magnitudes [batch, frames, bins]."""
