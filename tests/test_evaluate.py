@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile
 import tensorflow as tf
 
 from tfstyle import evaluate
@@ -104,3 +105,47 @@ def test_evaluate_holds_out_the_split_the_model_was_trained_with(tmp_path):
                         "--validation_fraction=0.25"])
     assert told.returncode == 0, told.stderr
     assert json.loads(told.stdout)["split"]["validation_fraction"] == 0.25
+
+
+def test_content_identification_looks_only_across_labels():
+    labels = ["a", "a", "b", "b"]
+    contents = ["s1", "s2", "s1", "s2"]
+    similarity = np.eye(4)
+    similarity[0, 1] = similarity[1, 0] = 0.99  # same speaker, other sentence: never a candidate
+    similarity[0, 2] = similarity[2, 0] = 0.5  # a/s1 and b/s1 find each other
+    similarity[1, 2] = similarity[2, 1] = 0.6  # a/s2 finds b/s1: wrong
+    similarity[3, 0] = similarity[0, 3] = 0.1
+    similarity[3, 1] = similarity[1, 3] = 0.3  # b/s2 finds a/s2; b/s1 finds a/s2 (0.6): wrong
+    assert evaluate.content_identification_accuracy(similarity, labels, contents) == pytest.approx(0.5)
+    assert evaluate.content_identification_accuracy(similarity, labels, ["x", "y", "z", "w"]) is None
+
+
+def write_parallel_clips(folder, rate=8000):
+    """Three "speakers" (timbres: harmonic counts) saying the same three "sentences" (pitch glides), 2 s each."""
+    t = np.arange(2 * rate) / rate
+    for harmonics, speaker in ((1, "s1"), (3, "s2"), (8, "s3")):
+        (folder / speaker).mkdir(parents=True)
+        for sentence, (f0, f1) in {"h01": (200, 400), "h02": (500, 250), "h03": (300, 300)}.items():
+            phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / 4)
+            clip = sum(np.sin(k * phase) / k for k in range(1, harmonics + 1))
+            soundfile.write(folder / speaker / f"{sentence}.wav", (0.3 * clip / np.abs(clip).max()), rate)
+
+
+def test_windows_and_content_identification_on_a_parallel_corpus(tmp_path):
+    from tfstyle import configs, registry
+
+    write_parallel_clips(tmp_path / "data")
+    model = registry.build_model("random_cnn", n_filters=32, kernel_width=3)
+    data_config = configs.DataConfig(data_dir=str(tmp_path / "data"), sample_rate=8000, frame_length=256,
+                                     frame_step=64, augment=False)
+    whole = evaluate.evaluate("random_cnn", model, data_config, subset_size=2)["identification"]
+    windows = evaluate.evaluate("random_cnn", model, data_config, subset_size=2,
+                                window_seconds=0.5)["identification"]
+    assert whole["window_seconds"] == "whole files" and windows["window_seconds"] == 0.5
+    assert (whole["references"], whole["queries"]) == (3, 6)  # per speaker: 1 of 3 files refers, 2 ask
+    assert (windows["references"], windows["queries"]) == (12, 24)  # four 0.5 s windows of each
+    for report in (whole, windows):
+        layer = report["conv"]
+        assert 0.0 <= layer["accuracy_3_labels"] <= 1.0
+        assert 0.0 <= layer["content_accuracy_across_labels"] <= 1.0
+    assert windows["conv"]["content_accuracy_across_labels"] > 1 / 3  # better than chance over three sentences

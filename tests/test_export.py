@@ -311,3 +311,29 @@ def test_an_export_with_the_old_output_keys_still_reads(tmp_path):
         "sample_rate": 8000, "frame_length": 8, "frame_step": 4}))
     outputs = loading.LoadedModel(str(tmp_path)).signature("reconstruct")(tf.ones([1, 2, 5]))
     assert list(outputs) == ["reconstruction"] and float(tf.reduce_sum(outputs["reconstruction"])) == 20.0
+
+
+def test_exports_record_feature_roles_and_transfer_takes_its_default_layers_from_them(exported, tmp_path):
+    import shutil
+
+    from tfstyle import transfer_lib
+
+    with open(os.path.join(exported["conv_vae"][1], "assets", loading.INFO_ASSET)) as f:
+        assert set(json.load(f)["feature_roles"].values()) == {"content"}  # the content VAE's encoder
+    # A conv_ae export whose layers are marked apart: the style and content losses go to their own layers.
+    _, path = exported["conv_ae"]
+    marked = tmp_path / "1"
+    shutil.copytree(path, marked)
+    info_path = marked / "assets" / loading.INFO_ASSET
+    info = json.loads(info_path.read_text())
+    assert info["feature_roles"] == {name: "style" for name in info["feature_layers"]}
+    info["feature_roles"].update(conv3="content", conv4="content")
+    info_path.write_text(json.dumps(info))
+    content = spectral_ops.log_magnitude_spectrogram(chirp(0.5, SAMPLE_RATE), frame_length=256, frame_step=64)
+    optimiser = transfer_lib.SpectrogramOptimiser(loading.LoadedModel(str(marked)), content, content.shape,
+                                                  configs.TransferConfig(), tf.float32)
+    assert sorted(optimiser.style_weights) == ["conv1", "conv2"]
+    assert sorted(optimiser.content_weights) == ["conv3", "conv4"]
+    del info["feature_roles"]  # an export from before roles: its model's, one role for every layer
+    info_path.write_text(json.dumps(info))
+    assert set(loading.LoadedModel(str(marked)).feature_roles().values()) == {"style"}

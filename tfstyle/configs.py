@@ -291,8 +291,8 @@ class TransferConfig:
         init: "content" starts from the content spectrogram, "noise" from seeded noise of the content's level.
         content_weight: weight of the content loss; 0 gives style only (keeping the content through `init`).
         style_weight: weight of the style loss.
-        content_layers / style_layers: feature layer -> weight; empty means every feature layer of the model,
-            weight 1.
+        content_layers / style_layers: feature layer -> weight; empty means the model's layers of that role (its
+            exported `feature_roles`), else every feature layer, weight 1.
         gram_over: "time" or "time_frequency" (see tfstyle.losses.gram_matrix).
         gram_window: most frames per Gram matrix: a longer clip is matched window by window, keeping the time per
             second of audio constant (see tfstyle.losses.StyleTarget); 512 frames is 11.9 s at 22.05 kHz with the

@@ -51,7 +51,7 @@ def export_saved_model(name: str, model, config, export_dir: str, *, data_config
     functions = model.serving_functions(signal)
     info = {"model": name, "config": dataclasses.asdict(config), **signal,
             "bins": signal["frame_length"] // 2 + 1, "feature_layers": list(model.feature_layer_names),
-            "signatures": sorted(functions)}
+            "feature_roles": model.feature_roles(), "signatures": sorted(functions)}
     if data_config is not None:
         info["split"] = configs.split_of(data_config)
     os.makedirs(export_dir, exist_ok=True)

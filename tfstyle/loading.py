@@ -91,6 +91,14 @@ class LoadedModel:
     def spec(self) -> registry.ModelSpec:
         return registry.lookup(self.name)
 
+    def feature_roles(self) -> dict[str, str]:
+        """{feature layer: "style" | "content"} as exported; an export from before roles were recorded gets its
+        model's (every layer one role)."""
+        recorded = self.info.get("feature_roles")
+        if recorded:
+            return dict(recorded)
+        return {name: self.spec.model_class.FEATURE_ROLE for name in self.feature_layer_names}
+
     def has_signature(self, name: str) -> bool:
         return name in self.info.get("signatures", [])
 

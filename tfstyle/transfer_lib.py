@@ -24,6 +24,7 @@ class FeatureModel(Protocol):
     """What the transfer loop needs of a model: named feature layers of a log-magnitude spectrogram.
 
     Optional hooks, used where a model has them:
+        feature_roles() -> {layer: "style" | "content"}: the default style and content layers.
         use_bfloat16_matmuls(enabled) and uses_bfloat16_matmuls: run its matmuls in bfloat16 (the random CNN).
         signal_config() -> {"sample_rate", "frame_length", "frame_step"}: the signal it was trained on.
     """
@@ -175,11 +176,13 @@ def _frame_weighted(weighted_histories: list[tuple[int, list[dict[str, float]]]]
             for k in range(steps)]
 
 
-def _layer_weights(
-    requested: tuple[tuple[str, float], ...], available: tuple[str, ...], kind: str
-) -> dict[str, float]:
+def _layer_weights(requested: tuple[tuple[str, float], ...], model, kind: str) -> dict[str, float]:
+    """Layer -> weight for the style or content loss: as requested, else the model's layers of that role
+    (`feature_roles`), else every layer, weight 1."""
+    available = tuple(model.feature_layer_names)
     if not requested:
-        return {name: 1.0 for name in available}
+        roles = model.feature_roles() if hasattr(model, "feature_roles") else {}
+        return {name: 1.0 for name in available if roles.get(name) == kind} or {name: 1.0 for name in available}
     weights = dict(requested)
     unknown = sorted(set(weights) - set(available))
     if unknown:
@@ -282,9 +285,8 @@ class SpectrogramOptimiser:
     def __init__(self, model, style_log_magnitude: tf.Tensor, shape, config: configs.TransferConfig,
                  matmul_dtype: tf.DType):
         self.model, self.config, self.matmul_dtype = model, config, matmul_dtype
-        layer_names = tuple(model.feature_layer_names)
-        self.style_weights = _layer_weights(config.style_layers, layer_names, "style")
-        self.content_weights = _layer_weights(config.content_layers, layer_names, "content")
+        self.style_weights = _layer_weights(config.style_layers, model, "style")
+        self.content_weights = _layer_weights(config.content_layers, model, "content")
         style = tf.convert_to_tensor(style_log_magnitude, tf.float32)[tf.newaxis]
         self.style_peak = float(tf.reduce_max(style))
         # Targets are constant across steps: computed once here, never inside the step.

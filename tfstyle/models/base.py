@@ -49,6 +49,15 @@ class ZooModel(keras.Model):
 
     EVALUATIONS: tuple[str, ...] = ("identification",)  # what tfstyle.evaluate measures
     EXPORTS_WEIGHTS = True  # False: the SavedModel rebuilds its weights (the random CNN, from its seed)
+    # What every feature layer represents, "style" (who is speaking, which instrument) or "content" (what is said
+    # or played); a model whose layers differ overrides `feature_roles`. Today's autoencoders learn both at once
+    # in every layer and transfer matches them as style, so that is their role.
+    FEATURE_ROLE = "style"
+
+    def feature_roles(self) -> dict[str, str]:
+        """{feature layer: "style" | "content"}: exported in tfstyle_model.json; transfer takes its default style
+        and content layers from it."""
+        return {name: self.FEATURE_ROLE for name in self.feature_layer_names}
 
     def serving_functions(self, signal: dict) -> dict:
         """{signature name: tf.function with an input signature} for a SavedModel of this model.

@@ -26,6 +26,7 @@ class ConvVAE(FixedSignalModel):
     """Content VAE + style encoder + recombination decoder; arguments as `tfstyle.configs.ConvVAEConfig`."""
 
     EVALUATIONS = ("identification", "content")
+    FEATURE_ROLE = "content"  # its feature layers are the content VAE's encoder; the style is a separate embedding
 
     def __init__(self, *, sample_rate, frame_length, frame_step, n_mels, filters, latent_channels, embedding_dim,
                  kl_weight, recombination_weight, **kwargs):
