@@ -21,6 +21,7 @@ TINY = {
     "seq2seq_lstm_ae": dict(projection_units=16, lstm_units=16),
     "conv_vae": dict(n_mels=16, filters=(4, 8), latent_channels=4, embedding_dim=4),
     "style_encoder": dict(embedding_dim=4),
+    "speaker_encoder": dict(projection=8, channels=8, embedding_dim=4, num_speakers=8),
 }
 ALL_TINY = {**TINY, "random_cnn": dict(n_filters=16, kernel_width=5)}
 SPEAKERS = ("p225", "p226", "p227", "p228", "p229")

@@ -57,6 +57,8 @@ def expected_serving_output(name, model, waveform):
         return {"embedding": model.encode(model.style_features(waveform))}
     if name == "conv_vae":
         return {"embedding": model.encode(log_magnitude)[0]}
+    if name == "speaker_encoder":
+        return {"embedding": model.embed(log_magnitude)}
     return {"embedding": model.encode(log_magnitude)}
 
 
@@ -106,6 +108,7 @@ SIGNATURES = {
     "seq2seq_lstm_ae": {"serving_default", "features", "encode", "decode", "reconstruct"},
     "conv_vae": {"serving_default", "features", "encode", "decode", "reconstruct", "recombine"},
     "style_encoder": {"serving_default", "features", "encode", "decode", "reconstruct"},
+    "speaker_encoder": {"serving_default", "features"},
 }
 
 

@@ -117,6 +117,31 @@ class StyleEncoderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SpeakerEncoderConfig:
+    """Dilated 1-D convolutions over time of a projected log spectrogram, trained to tell speakers apart.
+
+    Attributes:
+        sample_rate, frame_length, frame_step: the signal the model is trained on.
+        projection: width of the learnt per-frame projection of the STFT bins (a learnt filterbank).
+        channels: channels of each of the three convolutions (kernel 5, then 3 with dilation 2 and 3).
+        embedding_dim: size of the utterance embedding (from the last layer's time mean and spread).
+        num_speakers: outputs of the training classifier; at least the number of labels in the training data.
+    """
+
+    sample_rate: int = 16000
+    frame_length: int = 1024
+    frame_step: int = 256
+    projection: int = 128
+    channels: int = 256
+    embedding_dim: int = 128
+    num_speakers: int = 256
+
+    def __post_init__(self):
+        _require_positive(self, "sample_rate", "frame_length", "frame_step", "projection", "channels",
+                          "embedding_dim", "num_speakers")
+
+
+@dataclasses.dataclass(frozen=True)
 class ConvVAEConfig:
     """Convolutional VAE over log-mel spectrograms (content) + linear style encoder + recombination decoder.
 
