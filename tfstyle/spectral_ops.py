@@ -167,8 +167,12 @@ def mfcc(magnitude: tf.Tensor, *, sample_rate: int, n_mfcc: int = 20, n_mels: in
 
 
 @tf.function(reduce_retracing=True)
-def _griffin_lim_loop(magnitude, angles, n_iter, momentum, length, frame_length, frame_step, fft_length):
+def _griffin_lim_loop(magnitude, angles, n_iter, momentum, frame_length, frame_step, fft_length, length=None,
+                      pinned_frames=0):
+    """(overlap-added waveform, final phases). With `length`, the frames are a whole centred clip of that many
+    samples, re-padded as `stft` pads it at every iteration; the first `pinned_frames` phases never change."""
     envelope = _window_envelope(tf.shape(magnitude)[-2], frame_length, frame_step)
+    pinned = angles[..., :pinned_frames, :]
     magnitude = tf.cast(magnitude, tf.complex64)
     rebuilt = tf.zeros_like(angles)
     # Fast Griffin-Lim (Perraudin, Balazs & Sondergaard 2013): extrapolate the phase estimate with momentum.
@@ -176,12 +180,15 @@ def _griffin_lim_loop(magnitude, angles, n_iter, momentum, length, frame_length,
     for _ in tf.range(n_iter):
         previous = rebuilt
         inverse = _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
-        inverse = _reflect_pad(_trim_centre_padding(inverse, length, frame_length), frame_length)
+        if length is not None:
+            inverse = _reflect_pad(_trim_centre_padding(inverse, length, frame_length), frame_length)
         rebuilt = _frame_and_transform(inverse, frame_length, frame_step, fft_length)
         rebuilt.set_shape(magnitude.shape)  # a dynamic `length` hides that the frames come back as they went in
         angles = rebuilt - step * previous
         angles = angles / tf.cast(tf.maximum(tf.abs(angles), 1e-30), tf.complex64)
-    return _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
+        angles = tf.concat([pinned, angles[..., pinned_frames:, :]], axis=-2)
+        angles.set_shape(magnitude.shape)
+    return _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length), angles
 
 
 def griffin_lim(
@@ -229,31 +236,10 @@ def griffin_lim(
         angles = tf.ones_like(magnitude, tf.complex64)
     else:
         raise ValueError(f"init must be 'random' or 'zeros', got {init!r}")
-    padded = _griffin_lim_loop(
-        magnitude, angles, tf.constant(n_iter), tf.constant(momentum, tf.float32), length, frame_length, frame_step,
-        fft_length,
-    )
+    padded, _ = _griffin_lim_loop(
+        magnitude, angles, tf.constant(n_iter), tf.constant(momentum, tf.float32), frame_length, frame_step,
+        fft_length, length=length)
     return _trim_centre_padding(padded, length, frame_length)
-
-
-@tf.function(reduce_retracing=True)
-def _griffin_lim_segment_loop(magnitude, angles, pinned_frames, n_iter, momentum, frame_length, frame_step,
-                              fft_length):
-    envelope = _window_envelope(tf.shape(magnitude)[-2], frame_length, frame_step)
-    pinned = angles[:pinned_frames]
-    magnitude = tf.cast(magnitude, tf.complex64)
-    rebuilt = tf.zeros_like(angles)
-    step = tf.cast(momentum / (1.0 + momentum), tf.complex64)
-    for _ in tf.range(n_iter):
-        previous = rebuilt
-        inverse = _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length)
-        rebuilt = _frame_and_transform(inverse, frame_length, frame_step, fft_length)
-        rebuilt.set_shape(magnitude.shape)
-        angles = rebuilt - step * previous
-        angles = angles / tf.cast(tf.maximum(tf.abs(angles), 1e-30), tf.complex64)
-        angles = tf.concat([pinned, angles[pinned_frames:]], axis=0)
-        angles.set_shape(magnitude.shape)
-    return _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length), angles
 
 
 def griffin_lim_segment(
@@ -286,10 +272,10 @@ def griffin_lim_segment(
         raise ValueError(f"n_iter must be >= 0, got {n_iter}")
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    return _griffin_lim_segment_loop(
-        tf.convert_to_tensor(magnitude, tf.float32), tf.convert_to_tensor(angles, tf.complex64),
-        tf.constant(pinned_frames), tf.constant(n_iter), tf.constant(momentum, tf.float32), frame_length,
-        frame_step, fft_length or frame_length)
+    return _griffin_lim_loop(
+        tf.convert_to_tensor(magnitude, tf.float32), tf.convert_to_tensor(angles, tf.complex64), tf.constant(n_iter),
+        tf.constant(momentum, tf.float32), frame_length, frame_step, fft_length or frame_length,
+        pinned_frames=tf.constant(pinned_frames))
 
 
 def spectral_convergence(
