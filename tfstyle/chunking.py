@@ -122,7 +122,8 @@ class ChunkedGriffinLim:
         if not chunk.overlap:
             self._padded[begin:begin + segment.size] = segment
             return
-        join = (chunk.start + chunk.overlap // 2) * self.frame_step + self.frame_length // 2  # centre of the last pinned frame
+        # The join is the centre of the frame after the last pinned one.
+        join = (chunk.start + chunk.overlap // 2) * self.frame_step + self.frame_length // 2
         fade_start = join - self.frame_length
         rising = 0.5 - 0.5 * np.cos(np.pi * np.arange(self.frame_length) / self.frame_length)
         own = segment[fade_start - begin:]

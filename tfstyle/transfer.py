@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tfstyle import (audio_io, chunking, cli, config_flags, configs, fileutil, loading, progress, registry, spectral_ops,
-                     transfer_lib)
+from tfstyle import (audio_io, chunking, cli, config_flags, configs, fileutil, loading, progress, registry,
+                     spectral_ops, transfer_lib)
 from tfstyle.errors import InputError
 
 
@@ -306,7 +306,8 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
     content_seconds = content_wave.shape[0] / working_rate
     figure = _spectrogram_figure(
         [(f"content: {os.path.basename(content_path)}", result.content_panel, content_seconds),
-         (f"style: {os.path.basename(style_path)}", chunking.pool_columns(style.numpy()), style_wave.shape[0] / working_rate),
+         (f"style: {os.path.basename(style_path)}", chunking.pool_columns(style.numpy()),
+          style_wave.shape[0] / working_rate),
          (f"result: {os.path.basename(output_path)}", result.result_panel, content_seconds)],
         sample_rate=working_rate,
     )

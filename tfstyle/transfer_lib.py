@@ -128,7 +128,8 @@ def transfer_audio(
     with _matmuls_in(model, matmul_dtype, first[tf.newaxis]):
         optimise = SpectrogramOptimiser(model, style_log_magnitude, first.shape, config, matmul_dtype)
         for index, chunk in enumerate(chunks):
-            content = chunking.log_magnitude_frames(content_waveform, chunk, **stft_settings)
+            content = first if index == 0 else chunking.log_magnitude_frames(content_waveform, chunk,
+                                                                             **stft_settings)
             done_before = index * config.steps
             result = optimise(
                 content, on_step=None if on_step is None else lambda done, losses: on_step(done_before + done, losses))

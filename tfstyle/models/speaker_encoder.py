@@ -39,7 +39,8 @@ class SpeakerEncoder(FixedSignalModel):
         self.built = True
 
     def features(self, log_magnitude, training=False):
-        """{"conv1", "conv2", "conv3"}: activations [batch, frames, channels] of log-magnitudes [batch, frames, bins]."""
+        """{"conv1", "conv2", "conv3"}: activations [batch, frames, channels] of log-magnitudes
+        [batch, frames, bins]."""
         x = self.projection(log_magnitude)
         result = {}
         for (conv, norm), name in zip(self.blocks, self.feature_layer_names):
