@@ -27,7 +27,8 @@ setuptools.setup(
     extras_require={
         # Apache Beam runs `tfstyle embed` and `tfstyle transfer --pairs` on many files (tfstyle.pipelines), on
         # one machine or a Flink, Spark or Dataflow cluster. TF 2.17 needs protobuf 4; proto-plus 1.27+ needs 6.
-        "beam": ["apache-beam[tfrecord]==2.77.0", "protobuf>=4.25,<5", "proto-plus>=1.26,<1.27"],
+        "beam": ["apache-beam[tfrecord]==2.77.0", "protobuf>=4.25,<5", "proto-plus>=1.26,<1.27",
+                 "google-crc32c>=1.5,<2"],  # Beam's fast TFRecord checksums (its [tfrecord] extra brings crcmod)
         # tensorflow-serving-api: the PredictRequest protos TF Serving's clients send, to test our signatures with.
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "tensorflow-serving-api==2.17.1"],
     },

@@ -32,6 +32,10 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
         if not arg.startswith("--") or name not in known:
             raise InputError(f"unknown flag {arg.split('=', 1)[0]} (neither this command's nor a Beam pipeline "
                              "option; see --help)")
+    if not any(arg.startswith("--default_sdk_harness_log_level") for arg in beam_args):
+        # Beam's worker processes log every channel they open at INFO; a user asking for --direct_num_workers=2
+        # should see tfstyle's lines and real problems, not the harness's start-up.
+        beam_args = [*beam_args, "--default_sdk_harness_log_level=ERROR"]
     return PipelineOptions(beam_args)
 
 
