@@ -48,7 +48,7 @@ class PipelineSummary:
     output_dir: str
 
 
-def _count_lines(folder: str, prefix: str) -> list[str]:
+def _read_lines(folder: str, prefix: str) -> list[str]:
     lines = []
     for name in sorted(os.listdir(folder)):
         if name.startswith(prefix):
@@ -59,7 +59,7 @@ def _count_lines(folder: str, prefix: str) -> list[str]:
 
 def _merge_failures(folder: str) -> list[str]:
     """Beam writes text in shards (failed-00000-of-00002.tsv ...): one failed.tsv instead, sorted."""
-    lines = sorted(_count_lines(folder, "failed-"))
+    lines = sorted(_read_lines(folder, "failed-"))
     for name in os.listdir(folder):
         if name.startswith("failed-"):
             os.remove(os.path.join(folder, name))
@@ -83,23 +83,27 @@ def embed_files(paths: list[str], *, model_path: str, signature: str, output_dir
     embedder = embedding.Embedder(model_path, signature)  # here first: a bad model or signature fails at once
     schema = _parquet_schema(embedder) if parquet else None
     staging = _staging_folder(output_dir)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        decoded = (pipeline
-                   | "Files" >> beam.Create(paths)
-                   | "Decode" >> beam.ParDo(DecodeAudio(model_path, signature)).with_outputs("failed", main="ok"))
-        records = (decoded.ok
-                   | "Embed" >> RunInference(EmbedderHandler(model_path, signature, max_batch_size)))
-        (records
-         | "Serialise" >> beam.Map(embedding.to_example)
-         | "WriteTFRecord" >> beam.io.WriteToTFRecord(os.path.join(staging, "embeddings"),
-                                                      file_name_suffix=".tfrecord"))
-        if parquet:
+    try:
+        with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+            decoded = (pipeline
+                       | "Files" >> beam.Create(paths)
+                       | "Decode" >> beam.ParDo(DecodeAudio(model_path, signature)).with_outputs("failed", main="ok"))
+            records = (decoded.ok
+                       | "Embed" >> RunInference(EmbedderHandler(model_path, signature, max_batch_size)))
             (records
-             | "Rows" >> beam.Map(_parquet_row)
-             | "WriteParquet" >> beam.io.WriteToParquet(os.path.join(staging, "embeddings"), schema,
-                                                        file_name_suffix=".parquet"))
-        decoded.failed | "WriteFailed" >> beam.io.WriteToText(os.path.join(staging, "failed"),
-                                                              file_name_suffix=".tsv")
+             | "Serialise" >> beam.Map(embedding.to_example)
+             | "WriteTFRecord" >> beam.io.WriteToTFRecord(os.path.join(staging, "embeddings"),
+                                                          file_name_suffix=".tfrecord"))
+            if parquet:
+                (records
+                 | "Rows" >> beam.Map(_parquet_row)
+                 | "WriteParquet" >> beam.io.WriteToParquet(os.path.join(staging, "embeddings"), schema,
+                                                            file_name_suffix=".parquet"))
+            decoded.failed | "WriteFailed" >> beam.io.WriteToText(os.path.join(staging, "failed"),
+                                                                  file_name_suffix=".tsv")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed or interrupted run leaves nothing behind
+        raise
     failed = _merge_failures(staging)
     os.replace(staging, output_dir)
     return PipelineSummary(written=len(paths) - len(failed), failed=failed, output_dir=output_dir)
