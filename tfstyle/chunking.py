@@ -57,8 +57,9 @@ def plan_chunks(total_frames: int, most_frames: int, overlap: int) -> list[Chunk
 
 
 def padded_samples(waveform: tf.Tensor, first: int, last: int, frame_length: int) -> tf.Tensor:
-    """Samples [first, last) of `spectral_ops.centre_pad(waveform, frame_length)`, without padding (copying) the
-    whole waveform: only a stretch that reaches past an end gets its reflected samples."""
+    """Samples [first, last) of the waveform as `spectral_ops.stft` pads it (reflected by frame_length // 2 at each
+    end), without padding (copying) the whole waveform: only a stretch that reaches past an end gets its reflected
+    samples."""
     half, samples = frame_length // 2, int(waveform.shape[0])
     start, stop = first - half, last - half  # in the waveform's own samples
     parts = []
@@ -96,7 +97,6 @@ class ChunkedGriffinLim:
         self.frame_length, self.frame_step = frame_length, frame_step
         self._padded = np.zeros(samples + 2 * (frame_length // 2), np.float32)  # trimmed to `samples` at the end
         self._angles = None  # the previous chunk's final phases, [frames, bins]
-        self._previous = None  # (chunk, its reconstructed segment)
         self._residual_squared = self._target_squared = 0.0
 
     def add(self, chunk: Chunk, magnitude: tf.Tensor) -> None:

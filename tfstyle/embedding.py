@@ -21,7 +21,7 @@ DEFAULT_SIGNATURE = "serving_default"
 
 def resolve_saved_model(model: str) -> str:
     """The SavedModel version folder of a --model value: a zoo name's newest shipped version, or a path."""
-    if os.sep in model or os.path.isdir(model):
+    if loading.is_saved_model_path(model):
         return model
     path = loading.shipped_model_path(model)
     if path is None:

@@ -145,6 +145,11 @@ class ResolvedModel:
         return registry.lookup(self.name)
 
 
+def is_saved_model_path(model: str) -> bool:
+    """Whether a --model value is the path of a SavedModel (or of a folder of versions) rather than a zoo name."""
+    return os.sep in model or os.path.isdir(model)
+
+
 def load_model(model: str, *, untrained: bool = False) -> ResolvedModel:
     """Resolves a --model value: a zoo name (its newest shipped SavedModel) or a SavedModel path.
 
@@ -155,7 +160,7 @@ def load_model(model: str, *, untrained: bool = False) -> ResolvedModel:
     Raises:
         InputError: an unknown name, a path that is not a tfstyle SavedModel, or a zoo name that is not shipped.
     """
-    if os.sep in model or os.path.isdir(model):
+    if is_saved_model_path(model):
         if untrained:
             raise InputError("--untrained takes a zoo name, not a SavedModel path")
         loaded = LoadedModel(model)

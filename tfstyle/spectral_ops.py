@@ -59,16 +59,11 @@ def _reflect_pad(waveform: tf.Tensor, frame_length: int) -> tf.Tensor:
     return _pad_last_axis(waveform, frame_length // 2, frame_length // 2, mode="REFLECT")
 
 
-def centre_pad(waveform: tf.Tensor, frame_length: int = FRAME_LENGTH) -> tf.Tensor:
-    """The waveform as `stft` frames it: reflect-padded by frame_length // 2 on each side."""
-    return _reflect_pad(waveform, frame_length)
-
-
 def stft_of_padded(padded: tf.Tensor, *, frame_length: int = FRAME_LENGTH, frame_step: int = FRAME_STEP,
                    fft_length: int | None = None) -> tf.Tensor:
-    """STFT of a stretch of a `centre_pad`ded waveform, framed from its first sample: frames
-    [k, k + frames) of `stft(x)` are `stft_of_padded(centre_pad(x)[k * frame_step:(k + frames - 1) * frame_step +
-    frame_length])`."""
+    """STFT of a stretch of a waveform padded as `stft` pads it, framed from the stretch's first sample: with
+    p = x reflect-padded by frame_length // 2 at each end, frames [k, k + frames) of `stft(x)` are
+    `stft_of_padded(p[k * frame_step:(k + frames - 1) * frame_step + frame_length])`."""
     return _frame_and_transform(tf.convert_to_tensor(padded, tf.float32), frame_length, frame_step,
                                 fft_length or frame_length)
 
@@ -191,6 +186,13 @@ def _griffin_lim_loop(magnitude, angles, n_iter, momentum, frame_length, frame_s
     return _overlap_add_inverse(magnitude * angles, envelope, frame_length, frame_step, fft_length), angles
 
 
+def _check_griffin_lim_settings(n_iter: int, momentum: float) -> None:
+    if n_iter < 0:
+        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+
+
 def griffin_lim(
     magnitude: tf.Tensor,
     *,
@@ -220,10 +222,7 @@ def griffin_lim(
     Returns:
         float32 waveform, shape [..., length].
     """
-    if n_iter < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    _check_griffin_lim_settings(n_iter, momentum)
     fft_length = fft_length or frame_length
     magnitude = tf.convert_to_tensor(magnitude, tf.float32)
     if length is None:
@@ -268,10 +267,7 @@ def griffin_lim_segment(
     Returns:
         (the stretch's waveform, [(frames - 1) * frame_step + frame_length]; the final phases, [frames, bins]).
     """
-    if n_iter < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    _check_griffin_lim_settings(n_iter, momentum)
     return _griffin_lim_loop(
         tf.convert_to_tensor(magnitude, tf.float32), tf.convert_to_tensor(angles, tf.complex64), tf.constant(n_iter),
         tf.constant(momentum, tf.float32), frame_length, frame_step, fft_length or frame_length,
