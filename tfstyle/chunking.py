@@ -71,13 +71,18 @@ def padded_samples(waveform: tf.Tensor, first: int, last: int, frame_length: int
     return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
-def log_magnitude_frames(waveform: tf.Tensor, chunk: Chunk, *, frame_length: int, frame_step: int) -> tf.Tensor:
-    """Frames [chunk.start, chunk.end) of the log-magnitude spectrogram of `waveform`: equal to those rows of
-    `spectral_ops.log_magnitude_spectrogram(waveform)`, at the cost of the chunk alone."""
+def stft_frames(waveform: tf.Tensor, chunk: Chunk, *, frame_length: int, frame_step: int) -> tf.Tensor:
+    """Frames [chunk.start, chunk.end) of the centred STFT of `waveform` (complex64): equal to those rows of
+    `spectral_ops.stft(waveform)`, at the cost of the chunk alone."""
     segment = padded_samples(waveform, chunk.start * frame_step, (chunk.end - 1) * frame_step + frame_length,
                              frame_length)
-    return spectral_ops.log_magnitude(tf.abs(spectral_ops.stft_of_padded(segment, frame_length=frame_length,
-                                                                         frame_step=frame_step)))
+    return spectral_ops.stft_of_padded(segment, frame_length=frame_length, frame_step=frame_step)
+
+
+def log_magnitude_frames(waveform: tf.Tensor, chunk: Chunk, *, frame_length: int, frame_step: int) -> tf.Tensor:
+    """Frames [chunk.start, chunk.end) of the log-magnitude spectrogram of `waveform` (see `stft_frames`)."""
+    return spectral_ops.log_magnitude(tf.abs(stft_frames(waveform, chunk, frame_length=frame_length,
+                                                         frame_step=frame_step)))
 
 
 class ChunkedGriffinLim:
@@ -99,13 +104,18 @@ class ChunkedGriffinLim:
         self._angles = None  # the previous chunk's final phases, [frames, bins]
         self._residual_squared = self._target_squared = 0.0
 
-    def add(self, chunk: Chunk, magnitude: tf.Tensor) -> None:
-        """Reconstructs `chunk` from its magnitudes [chunk.frames, bins] and writes it into the output."""
+    def add(self, chunk: Chunk, magnitude: tf.Tensor, initial: tf.Tensor | None = None) -> None:
+        """Reconstructs `chunk` from its magnitudes [chunk.frames, bins] and writes it into the output.
+
+        `initial`: a complex STFT of the chunk whose phases to start from (else random phases from `seed`)."""
         magnitude = tf.convert_to_tensor(magnitude, tf.float32)
         pinned = chunk.overlap // 2 if self.carry_phase else 0
-        phase = tf.random.stateless_uniform(tf.shape(magnitude), seed=[self.seed, chunk.start],
-                                            maxval=2.0 * np.pi)
-        angles = tf.complex(tf.cos(phase), tf.sin(phase))
+        if initial is not None:
+            angles = spectral_ops.unit_phases(initial)
+        else:
+            phase = tf.random.stateless_uniform(tf.shape(magnitude), seed=[self.seed, chunk.start],
+                                                maxval=2.0 * np.pi)
+            angles = tf.complex(tf.cos(phase), tf.sin(phase))
         if pinned:
             shared = self._angles[-chunk.overlap:][:pinned]
             angles = tf.concat([shared, angles[pinned:]], axis=0)

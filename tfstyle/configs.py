@@ -326,7 +326,8 @@ class TransferConfig:
         l2_weight: weight of the L2 magnitude penalty.
         griffin_lim_iters: phase-retrieval iterations for the output waveform.
         griffin_lim_momentum: 0.99 is fast Griffin-Lim, 0 the classic algorithm.
-        seed: seeds the noise init and Griffin-Lim's initial phase.
+        griffin_lim_init: Griffin-Lim starts from the content clip's phases ("content") or random ones ("random").
+        seed: seeds the noise init and Griffin-Lim's random initial phase.
         optimizer: "adam", or "lbfgs" (scipy's L-BFGS-B with the valid range as bounds; `steps` iterations).
         precision: "float32", "bfloat16" (matmuls of models that offer it, e.g. the random CNN) or "auto"
             (bfloat16 where a quick probe finds it faster on this machine).
@@ -353,6 +354,7 @@ class TransferConfig:
     l2_weight: float = 0.0
     griffin_lim_iters: int = 100
     griffin_lim_momentum: float = 0.99
+    griffin_lim_init: str = _choice("content", ("content", "random"))
     seed: int = 0
     optimizer: str = _choice("adam", ("adam", "lbfgs"))
     precision: str = _choice("auto", ("auto", "float32", "bfloat16"))

@@ -202,7 +202,7 @@ def griffin_lim(
     frame_step: int = FRAME_STEP,
     fft_length: int | None = None,
     momentum: float = 0.99,
-    init: str = "random",
+    init: str | tf.Tensor = "random",
     seed: int = 0,
 ) -> tf.Tensor:
     """Recovers a waveform whose centred STFT magnitude approximates `magnitude`.
@@ -216,7 +216,8 @@ def griffin_lim(
         length: samples of the output; defaults to (frames - 1) * frame_step.
         frame_length, frame_step, fft_length: the STFT settings the magnitude was computed with.
         momentum: in [0, 1); larger is faster but can overshoot.
-        init: "random" (uniform phase from `seed`) or "zeros" (all phases 0).
+        init: "random" (uniform phase from `seed`), "zeros" (all phases 0), or a complex STFT of the shape of
+            `magnitude` whose phases to start from (e.g. the signal the magnitudes were made from).
         seed: seed of the random initial phase.
 
     Returns:
@@ -228,7 +229,9 @@ def griffin_lim(
     if length is None:
         frames = magnitude.shape[-2]
         length = (frames if frames is not None else tf.shape(magnitude)[-2]) * frame_step - frame_step
-    if init == "random":
+    if not isinstance(init, str):
+        angles = unit_phases(init)
+    elif init == "random":
         phase = tf.random.stateless_uniform(tf.shape(magnitude), seed=[seed, 0], maxval=2.0 * 3.141592653589793)
         angles = tf.complex(tf.cos(phase), tf.sin(phase))
     elif init == "zeros":
@@ -239,6 +242,14 @@ def griffin_lim(
         magnitude, angles, tf.constant(n_iter), tf.constant(momentum, tf.float32), frame_length, frame_step,
         fft_length, length=length)
     return _trim_centre_padding(padded, length, frame_length)
+
+
+def unit_phases(spectrum: tf.Tensor) -> tf.Tensor:
+    """spectrum / |spectrum| (1 where the spectrum is 0): the phases of a complex STFT, complex64."""
+    spectrum = tf.convert_to_tensor(spectrum, tf.complex64)
+    magnitude = tf.abs(spectrum)
+    return tf.where(magnitude > 0, spectrum / tf.cast(tf.maximum(magnitude, 1e-30), tf.complex64),
+                    tf.ones_like(spectrum))
 
 
 def griffin_lim_segment(

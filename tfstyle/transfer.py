@@ -243,10 +243,10 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
         log("recombining the content latent with the style embedding")
         content = spectral_ops.log_magnitude_spectrogram(content_wave, **stft_settings)
         log_magnitude = model.recombine(content_wave[tf.newaxis], style_wave[tf.newaxis]).numpy()[0]
-        settings = {name: getattr(config, name) for name in ("griffin_lim_iters", "griffin_lim_momentum", "seed")}
+        settings = {name: getattr(config, name)
+                    for name in ("griffin_lim_iters", "griffin_lim_momentum", "griffin_lim_init", "seed")}
         lap("recombine_s")
-        waveform, convergence = transfer_lib.rebuild_waveform(log_magnitude, int(content_wave.shape[0]), config,
-                                                              **stft_settings)
+        waveform, convergence = transfer_lib.rebuild_waveform(log_magnitude, content_wave, config, **stft_settings)
         result = transfer_lib.AudioTransferResult(
             waveform=waveform, history=[{}], output_losses={}, precision="float32", chunks=1,
             spectral_convergence=convergence, content_panel=content.numpy(), result_panel=log_magnitude)

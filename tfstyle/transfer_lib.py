@@ -123,19 +123,25 @@ def transfer_audio(
     content_panel, result_panel = chunking.ColumnPooler(total_frames), chunking.ColumnPooler(total_frames)
     histories, output_losses, precisions = [], [], []
     # One optimiser, one precision switch and one traced step for all chunks (see SpectrogramOptimiser).
-    first = chunking.log_magnitude_frames(content_waveform, chunks[0], **stft_settings)
+    # The content's phases start Griffin-Lim where asked: the result keeps the content's harmonics (style_lifter),
+    # so they are close to the answer already, and speech stays far more intelligible than from random phases.
+    content_phases = config.griffin_lim_init == "content"
+    first_spectrum = chunking.stft_frames(content_waveform, chunks[0], **stft_settings)
+    first = spectral_ops.log_magnitude(tf.abs(first_spectrum))
     matmul_dtype = tf.as_dtype(resolve_precision(model, config.precision))
     with _matmuls_in(model, matmul_dtype, first[tf.newaxis]):
         optimise = SpectrogramOptimiser(model, style_log_magnitude, first.shape, config, matmul_dtype)
         for index, chunk in enumerate(chunks):
-            content = first if index == 0 else chunking.log_magnitude_frames(content_waveform, chunk,
-                                                                             **stft_settings)
+            spectrum = first_spectrum if index == 0 else chunking.stft_frames(content_waveform, chunk,
+                                                                              **stft_settings)
+            content = first if index == 0 else spectral_ops.log_magnitude(tf.abs(spectrum))
             done_before = index * config.steps
             result = optimise(
                 content, on_step=None if on_step is None else lambda done, losses: on_step(done_before + done, losses))
             if len(chunks) == 1:  # the whole clip: Griffin-Lim as it always was, with the centred STFT's edges
-                return _whole_clip_result(result, content, samples, config, stft_settings)
-            rebuild.add(chunk, spectral_ops.magnitude_from_log(result.log_magnitude))
+                return _whole_clip_result(result, content, content_waveform, config, stft_settings)
+            rebuild.add(chunk, spectral_ops.magnitude_from_log(result.log_magnitude),
+                        initial=spectrum if content_phases else None)
             new = slice(chunk.overlap, None)  # frames the previous chunk did not already show
             content_panel.add(content.numpy()[new])
             result_panel.add(result.log_magnitude[new])
@@ -149,20 +155,26 @@ def transfer_audio(
         result_panel=result_panel.result())
 
 
-def _whole_clip_result(result: "TransferResult", content: tf.Tensor, samples: int, config, stft_settings):
-    waveform, convergence = rebuild_waveform(result.log_magnitude, samples, config, **stft_settings)
+def _whole_clip_result(result: "TransferResult", content: tf.Tensor, content_waveform: tf.Tensor, config,
+                       stft_settings):
+    waveform, convergence = rebuild_waveform(result.log_magnitude, content_waveform, config, **stft_settings)
     return AudioTransferResult(
         waveform=waveform, history=result.history, output_losses=result.output_losses, precision=result.precision,
         chunks=1, spectral_convergence=convergence, content_panel=content.numpy(), result_panel=result.log_magnitude)
 
 
-def rebuild_waveform(log_magnitude: np.ndarray, samples: int, config: configs.TransferConfig, *, frame_length: int,
-                     frame_step: int) -> tuple[np.ndarray, float]:
-    """(Griffin-Lim's waveform of a whole log1p-magnitude spectrogram, [samples]; its spectral convergence)."""
+def rebuild_waveform(log_magnitude: np.ndarray, content_waveform: tf.Tensor, config: configs.TransferConfig, *,
+                     frame_length: int, frame_step: int) -> tuple[np.ndarray, float]:
+    """(Griffin-Lim's waveform of a whole log1p-magnitude spectrogram, as long as the content clip; its spectral
+    convergence). Griffin-Lim starts from the content clip's phases or random ones (`config.griffin_lim_init`)."""
     stft_settings = dict(frame_length=frame_length, frame_step=frame_step)
     magnitude = spectral_ops.magnitude_from_log(log_magnitude)
-    waveform = spectral_ops.griffin_lim(magnitude, n_iter=config.griffin_lim_iters, length=samples,
-                                        momentum=config.griffin_lim_momentum, seed=config.seed, **stft_settings)
+    init = "random"
+    if config.griffin_lim_init == "content":
+        init = spectral_ops.stft(content_waveform, **stft_settings)
+    waveform = spectral_ops.griffin_lim(magnitude, n_iter=config.griffin_lim_iters, init=init,
+                                        length=int(content_waveform.shape[0]), momentum=config.griffin_lim_momentum,
+                                        seed=config.seed, **stft_settings)
     return waveform.numpy(), float(spectral_ops.spectral_convergence(magnitude, waveform, **stft_settings))
 
 
