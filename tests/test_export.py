@@ -51,7 +51,7 @@ def expected_serving_output(name, model, waveform):
     signal = model.signal_config() if hasattr(model, "signal_config") else {"frame_length": 2048, "frame_step": 512}
     log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
         waveform, frame_length=signal["frame_length"], frame_step=signal["frame_step"]))
-    if name == "random_cnn":
+    if name in ("random_cnn", "spectrogram"):
         return {"embedding": tf.reduce_mean(model(log_magnitude), axis=1)}
     if name == "style_encoder":
         return {"embedding": model.encode(model.style_features(waveform))}
@@ -85,7 +85,7 @@ def test_random_cnn_export_holds_no_weights(exported):
 @pytest.mark.slow
 def test_reloads_in_a_tensorflow_only_process_with_core_ops_only(name, exported, tmp_path):
     model, path = exported[name]
-    rate = SAMPLE_RATE if name != "random_cnn" else 22050
+    rate = 22050 if registry.lookup(name).any_sample_rate else SAMPLE_RATE
     inputs = {"waveform": waveforms(rate)}
     np.savez(tmp_path / "inputs.npz", **inputs)
     completed = subprocess.run([sys.executable, "-c", TF_ONLY_CHECK, path, str(tmp_path / "inputs.npz"),
@@ -103,6 +103,7 @@ def test_reloads_in_a_tensorflow_only_process_with_core_ops_only(name, exported,
 
 SIGNATURES = {
     "random_cnn": {"serving_default", "features"},
+    "spectrogram": {"serving_default", "features"},
     "conv_ae": {"serving_default", "features", "encode", "decode", "reconstruct"},
     "dilated_conv_ae": {"serving_default", "features", "encode", "decode", "reconstruct"},
     "seq2seq_lstm_ae": {"serving_default", "features", "encode", "decode", "reconstruct"},
@@ -143,7 +144,8 @@ def test_predict_request_protos_fit_the_signature(name, exported):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
     request.model_spec.signature_name = "serving_default"
-    request.inputs["waveform"].CopyFrom(tf.make_tensor_proto(waveforms(22050 if name == "random_cnn" else 8000)))
+    rate = 22050 if registry.lookup(name).any_sample_rate else SAMPLE_RATE
+    request.inputs["waveform"].CopyFrom(tf.make_tensor_proto(waveforms(rate)))
     specs = signature.structured_input_signature[1]
     assert set(request.inputs) == set(specs)
     for key, tensor_proto in request.inputs.items():
@@ -220,7 +222,7 @@ def test_shipped_model_serves_in_a_tensorflow_only_process(name, tmp_path):
     # The in-memory Keras model, rebuilt from the exported config and the SavedModel's own variables.
     spec = registry.lookup(name)
     model = registry.build_model(name, configs.from_json(spec.config_class, json.dumps(loaded.info["config"])))
-    if name != "random_cnn":
+    if model.EXPORTS_WEIGHTS:
         tf.train.Checkpoint(model=model).read(os.path.join(path, "variables", "variables")) \
             .assert_existing_objects_matched().expect_partial()
     expected = expected_serving_output(name, model, tf.constant(inputs["waveform"]))

@@ -110,3 +110,12 @@ def test_checkpoints_hold_every_weight(name, tmp_path):
     saved = [n for n, _ in tf.train.list_variables(path) if n.startswith("model/")]
     weights = [v for v in model.variables if "seed_generator" not in v.path]  # dropout RNG state: not weights
     assert len(saved) == len(weights) > 0
+
+
+def test_the_spectrogram_model_is_the_identity_at_any_rate():
+    spec = registry.lookup("spectrogram")
+    assert not spec.trainable and spec.any_sample_rate
+    x = tf.random.uniform([2, 7, 33], seed=0)
+    features = registry.build_model("spectrogram").features(x)
+    assert list(features) == ["log_magnitude"]
+    np.testing.assert_array_equal(features["log_magnitude"].numpy(), x.numpy())

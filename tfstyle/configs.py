@@ -43,6 +43,12 @@ class RandomCNNConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SpectrogramConfig:
+    """No network: the log-magnitude spectrogram as the features (the reference the zoo's features must beat).
+    Nothing to set; it works at any sample rate and STFT."""
+
+
+@dataclasses.dataclass(frozen=True)
 class ConvAEConfig:
     """Symmetric 2-D convolutional autoencoder over (time, frequency) of a log-magnitude spectrogram.
 
