@@ -119,3 +119,28 @@ def test_the_spectrogram_model_is_the_identity_at_any_rate():
     features = registry.build_model("spectrogram").features(x)
     assert list(features) == ["log_magnitude"]
     np.testing.assert_array_equal(features["log_magnitude"].numpy(), x.numpy())
+
+
+def test_style_encoder_standardises_features_with_their_training_statistics():
+    """Training tracks each style feature's mean and spread (the first batch sets them); the code is of
+    standardised features and the decoder answers in the original units. conv_vae's copy, trained through
+    its own loss in raw units, has none."""
+    model = build("style_encoder")
+    waveforms = tf.constant(np.stack([chirp(0.5, SAMPLE_RATE), harmonic_tone(0.5, SAMPLE_RATE),
+                                      0.3 * chirp(0.5, SAMPLE_RATE, f0=300.0)]))
+    features = model.style_features(waveforms)
+    np.testing.assert_array_equal(model.feature_scale.numpy(), 1.0)
+    model.compute_losses({"waveform": waveforms}, training=True)
+    mean, variance = tf.nn.moments(features, axes=[0])
+    np.testing.assert_allclose(model.feature_mean.numpy(), mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.feature_scale.numpy(), np.sqrt(variance.numpy() + 1e-6), rtol=1e-5)
+    model.compute_losses({"waveform": waveforms[:2]}, training=True)  # later batches move them by 1 %
+    two_mean = tf.reduce_mean(features[:2], axis=0).numpy()
+    np.testing.assert_allclose(model.feature_mean.numpy(), 0.99 * mean.numpy() + 0.01 * two_mean, rtol=1e-4,
+                               atol=1e-6)
+    model.compute_losses({"waveform": waveforms}, training=False)  # evaluation leaves them alone
+    np.testing.assert_allclose(model.feature_mean.numpy(), 0.99 * mean.numpy() + 0.01 * two_mean, rtol=1e-4,
+                               atol=1e-6)
+    standardised = (features - model.feature_mean) / model.feature_scale
+    np.testing.assert_allclose(model.encode(features).numpy(), model.encoder(standardised).numpy(), atol=1e-5)
+    assert not build("conv_vae").style.standardise

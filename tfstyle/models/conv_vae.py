@@ -52,7 +52,7 @@ class ConvVAE(FixedSignalModel):
         self.mel_decoder_blocks = [conv_block(w, f"mel_decoder{i + 1}", transpose=True) for i, w in enumerate(mirrored)]
         self.mel_output = keras.layers.Conv2D(1, 3, padding="same", name="mel_output")
         self.style = StyleEncoder(sample_rate=sample_rate, frame_length=frame_length, frame_step=frame_step,
-                                  embedding_dim=embedding_dim, name="style_encoder")
+                                  embedding_dim=embedding_dim, standardise=False, name="style_encoder")
         self.recombination_blocks = [conv_block(w, f"recombination{i + 1}", transpose=True)
                                      for i, w in enumerate(mirrored)]
         self.recombination_output = keras.layers.Dense(self.bins, name="recombination_output")

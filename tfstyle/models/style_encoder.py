@@ -2,6 +2,11 @@
 
 The features are MFCC statistics, spectral centroid and bandwidth, zero-crossing rate, RMS and tempo (see
 tfstyle.spectral_ops.style_features); the embedding is the style half of `conv_vae`.
+
+The features are standardised before the encoder (and the decoder's output scaled back) with each feature's mean
+and spread over the training clips, tracked as moving averages while it trains: in raw units the loss is ruled by
+the few features with the largest spread (tempo, loudness), and the rest are barely reconstructed. `conv_vae`
+builds its copy without them (`standardise=False`): it trains that copy through its own loss, in raw units.
 """
 
 import keras
@@ -21,11 +26,17 @@ class StyleEncoder(FixedSignalModel):
     feature_layer_names = ("embedding",)
     EVALUATIONS = ("style",)  # a clip-level vector has no Gram to identify by
 
-    def __init__(self, *, sample_rate, frame_length, frame_step, embedding_dim, **kwargs):
+    def __init__(self, *, sample_rate, frame_length, frame_step, embedding_dim, standardise=True, **kwargs):
         super().__init__(sample_rate=sample_rate, frame_length=frame_length, frame_step=frame_step,
                          **kwargs)
         self.embedding_dim = embedding_dim
         self.n_features = len(spectral_ops.STYLE_FEATURE_NAMES)
+        self.standardise = standardise
+        if standardise:
+            self.feature_mean = self.add_weight(shape=(self.n_features,), initializer="zeros", trainable=False,
+                                                name="feature_mean")
+            self.feature_scale = self.add_weight(shape=(self.n_features,), initializer="ones", trainable=False,
+                                                 name="feature_scale")
         self.encoder = keras.layers.Dense(embedding_dim, name="style_embedding")
         self.decoder = keras.layers.Dense(self.n_features, name="style_reconstruction")
         self.decode(self.encode(tf.zeros([1, self.n_features])))  # create every weight up front
@@ -37,10 +48,13 @@ class StyleEncoder(FixedSignalModel):
                                            frame_step=self.frame_step)
 
     def encode(self, style_features):
+        if self.standardise:
+            style_features = (style_features - self.feature_mean) / self.feature_scale
         return self.encoder(style_features)
 
     def decode(self, embedding):
-        return self.decoder(embedding)
+        decoded = self.decoder(embedding)
+        return decoded * self.feature_scale + self.feature_mean if self.standardise else decoded
 
     def call(self, style_features, training=False):
         return self.decode(self.encode(style_features))
@@ -54,8 +68,20 @@ class StyleEncoder(FixedSignalModel):
 
     def compute_losses(self, batch, training=False):
         target = self.style_features(batch["waveform"])
-        loss = tf.reduce_mean(tf.square(self(target, training=training) - target))
+        error = self(target, training=training) - target
+        if self.standardise:
+            if training:
+                self._track_feature_statistics(target)
+            error /= self.feature_scale  # in standardised units, so that every feature counts alike
+        loss = tf.reduce_mean(tf.square(error))
         return {"total_loss": loss, "style_reconstruction_loss": loss}
+
+    def _track_feature_statistics(self, features, momentum: float = 0.99):
+        mean, variance = tf.nn.moments(features, axes=[0])
+        first = tf.reduce_all(tf.equal(self.feature_scale, 1.0)) & tf.reduce_all(tf.equal(self.feature_mean, 0.0))
+        keep = tf.where(first, 0.0, momentum)  # the first batch sets them outright
+        self.feature_mean.assign(keep * self.feature_mean + (1.0 - keep) * mean)
+        self.feature_scale.assign(keep * self.feature_scale + (1.0 - keep) * tf.sqrt(variance + 1e-6))
 
     def summary_spectrograms(self, batch):
         return {"input": batch["log_magnitude"]}
