@@ -22,6 +22,7 @@ TINY = {
     "conv_vae": dict(n_mels=16, filters=(4, 8), latent_channels=4, embedding_dim=4),
     "style_encoder": dict(embedding_dim=4),
     "speaker_encoder": dict(projection=8, channels=8, embedding_dim=4, num_speakers=8),
+    "timbre_encoder": dict(projection=8, channels=8, embedding_dim=4, num_speakers=8),
 }
 ALL_TINY = {**TINY, "random_cnn": dict(n_filters=16, kernel_width=5), "spectrogram": {}}
 SPEAKERS = ("p225", "p226", "p227", "p228", "p229")

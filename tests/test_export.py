@@ -57,7 +57,7 @@ def expected_serving_output(name, model, waveform):
         return {"embedding": model.encode(model.style_features(waveform))}
     if name == "conv_vae":
         return {"embedding": model.encode(log_magnitude)[0]}
-    if name == "speaker_encoder":
+    if name in ("speaker_encoder", "timbre_encoder"):
         return {"embedding": model.embed(log_magnitude)}
     return {"embedding": model.encode(log_magnitude)}
 
@@ -110,6 +110,7 @@ SIGNATURES = {
     "conv_vae": {"serving_default", "features", "encode", "decode", "reconstruct", "recombine"},
     "style_encoder": {"serving_default", "features", "encode", "decode", "reconstruct"},
     "speaker_encoder": {"serving_default", "features"},
+    "timbre_encoder": {"serving_default", "features"},
 }
 
 

@@ -148,6 +148,25 @@ class SpeakerEncoderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TimbreEncoderConfig(SpeakerEncoderConfig):
+    """speaker_encoder's network for instruments: trained to tell General MIDI programs apart, at music's rate.
+
+    Attributes:
+        sample_rate, frame_length, frame_step: the signal the model is trained on.
+        projection: width of the learnt per-frame projection of the STFT bins (a learnt filterbank).
+        channels: channels of each of the three convolutions (kernel 5, then 3 with dilation 2 and 3).
+        embedding_dim: size of the clip embedding (from the last layer's time mean and spread).
+        num_speakers: outputs of the training classifier (instruments here); at least the number of labels in the
+            training data.
+    """
+
+    sample_rate: int = 22050
+    frame_length: int = 2048
+    frame_step: int = 512
+    num_speakers: int = 128
+
+
+@dataclasses.dataclass(frozen=True)
 class ConvVAEConfig:
     """Convolutional VAE over log-mel spectrograms (content) + linear style encoder + recombination decoder.
 

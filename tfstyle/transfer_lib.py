@@ -124,7 +124,7 @@ def transfer_audio(
     histories, output_losses, precisions = [], [], []
     # One optimiser, one precision switch and one traced step for all chunks (see SpectrogramOptimiser).
     # The content's phases start Griffin-Lim where asked: the result keeps the content's harmonics (style_lifter),
-    # so they are close to the answer already, and speech stays far more intelligible than from random phases.
+    # so they are close to the answer already, and the same iterations reach a lower spectral error.
     content_phases = config.griffin_lim_init == "content"
     first_spectrum = chunking.stft_frames(content_waveform, chunks[0], **stft_settings)
     first = spectral_ops.log_magnitude(tf.abs(first_spectrum))
@@ -138,7 +138,7 @@ def transfer_audio(
             done_before = index * config.steps
             result = optimise(
                 content, on_step=None if on_step is None else lambda done, losses: on_step(done_before + done, losses))
-            if len(chunks) == 1:  # the whole clip: Griffin-Lim as it always was, with the centred STFT's edges
+            if len(chunks) == 1:  # the whole clip: one Griffin-Lim, with the centred STFT's edges
                 return _whole_clip_result(result, content, content_waveform, config, stft_settings)
             rebuild.add(chunk, spectral_ops.magnitude_from_log(result.log_magnitude),
                         initial=spectrum if content_phases else None)
