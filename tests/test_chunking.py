@@ -137,8 +137,7 @@ def test_griffin_lim_starts_from_the_content_phases(model, gram_window):
         config = configs.TransferConfig(steps=5, griffin_lim_iters=5, precision="float32", gram_window=gram_window,
                                         griffin_lim_init=init)
         result = transfer_lib.transfer_audio(model, content, style_log, config, **SMALL)
-        assert result.chunks == (1 if gram_window == 0 else len(transfer_lib.plan_chunks(content.size, config,
-                                                                                        **SMALL)))
+        assert (result.chunks > 1) == (gram_window > 0)
         fits[init] = result.spectral_convergence
     assert fits["content"] < 0.5 * fits["random"]
 
