@@ -7,7 +7,7 @@ writes instruments/train/<program>/t01.wav ... (22.05 kHz mono, one folder per G
 instruments/measure/ with programs never in train/: the corpus's four (piano 0, nylon guitar 24, violin 40,
 trumpet 56) and one from each of six other families. Every instrument plays the same melodies, as the corpus's
 do, so an instrument has to be told apart by its timbre and not by its tune. The sound-effect programs (120-127)
-are left out. Takes about 4 minutes on 2 cores.
+are left out. Takes about 3 minutes on 2 cores.
 """
 
 import argparse
