@@ -79,12 +79,6 @@ def stft_frames(waveform: tf.Tensor, chunk: Chunk, *, frame_length: int, frame_s
     return spectral_ops.stft_of_padded(segment, frame_length=frame_length, frame_step=frame_step)
 
 
-def log_magnitude_frames(waveform: tf.Tensor, chunk: Chunk, *, frame_length: int, frame_step: int) -> tf.Tensor:
-    """Frames [chunk.start, chunk.end) of the log-magnitude spectrogram of `waveform` (see `stft_frames`)."""
-    return spectral_ops.log_magnitude(tf.abs(stft_frames(waveform, chunk, frame_length=frame_length,
-                                                         frame_step=frame_step)))
-
-
 class ChunkedGriffinLim:
     """Griffin-Lim over consecutive chunks of one magnitude spectrogram, writing into one output waveform.
 
