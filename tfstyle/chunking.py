@@ -107,9 +107,7 @@ class ChunkedGriffinLim:
         if initial is not None:
             angles = spectral_ops.unit_phases(initial)
         else:
-            phase = tf.random.stateless_uniform(tf.shape(magnitude), seed=[self.seed, chunk.start],
-                                                maxval=2.0 * np.pi)
-            angles = tf.complex(tf.cos(phase), tf.sin(phase))
+            angles = spectral_ops.random_phases(tf.shape(magnitude), seed=[self.seed, chunk.start])
         if pinned:
             shared = self._angles[-chunk.overlap:][:pinned]
             angles = tf.concat([shared, angles[pinned:]], axis=0)

@@ -232,8 +232,7 @@ def griffin_lim(
     if not isinstance(init, str):
         angles = unit_phases(init)
     elif init == "random":
-        phase = tf.random.stateless_uniform(tf.shape(magnitude), seed=[seed, 0], maxval=2.0 * 3.141592653589793)
-        angles = tf.complex(tf.cos(phase), tf.sin(phase))
+        angles = random_phases(tf.shape(magnitude), seed=[seed, 0])
     elif init == "zeros":
         angles = tf.ones_like(magnitude, tf.complex64)
     else:
@@ -242,6 +241,12 @@ def griffin_lim(
         magnitude, angles, tf.constant(n_iter), tf.constant(momentum, tf.float32), frame_length, frame_step,
         fft_length, length=length)
     return _trim_centre_padding(padded, length, frame_length)
+
+
+def random_phases(shape, seed) -> tf.Tensor:
+    """Unit phases uniform over the circle, complex64 of `shape`, from a stateless seed pair."""
+    phase = tf.random.stateless_uniform(shape, seed=seed, maxval=2.0 * 3.141592653589793)
+    return tf.complex(tf.cos(phase), tf.sin(phase))
 
 
 def unit_phases(spectrum: tf.Tensor) -> tf.Tensor:
