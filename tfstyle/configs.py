@@ -151,13 +151,8 @@ class SpeakerEncoderConfig:
 class TimbreEncoderConfig(SpeakerEncoderConfig):
     """speaker_encoder's network for instruments: trained to tell General MIDI programs apart, at music's rate.
 
-    Attributes:
-        sample_rate, frame_length, frame_step: the signal the model is trained on.
-        projection: width of the learnt per-frame projection of the STFT bins (a learnt filterbank).
-        channels: channels of each of the three convolutions (kernel 5, then 3 with dilation 2 and 3).
-        embedding_dim: size of the clip embedding (from the last layer's time mean and spread).
-        num_speakers: outputs of the training classifier (instruments here); at least the number of labels in the
-            training data.
+    Attributes: as SpeakerEncoderConfig's, with music's signal (22.05 kHz, 2048-point STFT) and num_speakers
+    counting instruments.
     """
 
     sample_rate: int = 22050
