@@ -126,15 +126,15 @@ def transfer_audio(
     # The content's phases start Griffin-Lim where asked: the result keeps the content's harmonics (style_lifter),
     # so they are close to the answer already, and the same iterations reach a lower spectral error.
     content_phases = config.griffin_lim_init == "content"
-    first_spectrum = chunking.stft_frames(content_waveform, chunks[0], **stft_settings)
-    first = spectral_ops.log_magnitude(tf.abs(first_spectrum))
+    spectrum = chunking.stft_frames(content_waveform, chunks[0], **stft_settings)
+    content = spectral_ops.log_magnitude(tf.abs(spectrum))
     matmul_dtype = tf.as_dtype(resolve_precision(model, config.precision))
-    with _matmuls_in(model, matmul_dtype, first[tf.newaxis]):
-        optimise = SpectrogramOptimiser(model, style_log_magnitude, first.shape, config, matmul_dtype)
+    with _matmuls_in(model, matmul_dtype, content[tf.newaxis]):
+        optimise = SpectrogramOptimiser(model, style_log_magnitude, content.shape, config, matmul_dtype)
         for index, chunk in enumerate(chunks):
-            spectrum = first_spectrum if index == 0 else chunking.stft_frames(content_waveform, chunk,
-                                                                              **stft_settings)
-            content = first if index == 0 else spectral_ops.log_magnitude(tf.abs(spectrum))
+            if index:  # the first chunk's spectrogram is the one computed above
+                spectrum = chunking.stft_frames(content_waveform, chunk, **stft_settings)
+                content = spectral_ops.log_magnitude(tf.abs(spectrum))
             done_before = index * config.steps
             result = optimise(
                 content, on_step=None if on_step is None else lambda done, losses: on_step(done_before + done, losses))
