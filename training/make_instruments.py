@@ -93,8 +93,7 @@ def main() -> None:
         jobs += [(midi_file(notes, program, tempo), os.path.join(folder, f"t{index + 1:02d}.wav"))
                  for index, (notes, tempo) in enumerate(tunes)]
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # each render is its own process
-        for done in pool.map(lambda job: render(*job), jobs):
-            pass
+        list(pool.map(lambda job: render(*job), jobs))  # list(): a failed render raises here
     print(f"{len(PROGRAMS) - len(MEASURE_PROGRAMS)} training and {len(MEASURE_PROGRAMS)} measuring instruments, "
           f"{len(tunes)} melodies each, in {args.output}")
 
