@@ -23,6 +23,7 @@ TINY = {
     "style_encoder": dict(embedding_dim=4),
     "speaker_encoder": dict(projection=8, channels=8, embedding_dim=4, num_speakers=8),
     "timbre_encoder": dict(projection=8, channels=8, embedding_dim=4, num_speakers=8),
+    "content_encoder": dict(projection=8, channels=8, content_dim=4, num_speakers=8, speaker_confusion_weight=1.0),
 }
 ALL_TINY = {**TINY, "random_cnn": dict(n_filters=16, kernel_width=5), "spectrogram": {}}
 SPEAKERS = ("p225", "p226", "p227", "p228", "p229")
@@ -119,13 +120,15 @@ def exported(tmp_path_factory):
     return result
 
 
-def write_clips(folder, speakers=SPEAKERS, per_speaker=3, seconds=0.6, rate=TINY_RATE):
-    """A folder of speakers (one sub-folder each) of harmonic tones, a pitch per speaker."""
+def write_clips(folder, speakers=SPEAKERS, per_speaker=3, seconds=0.6, rate=TINY_RATE, parallel=False):
+    """A folder of speakers (one sub-folder each) of harmonic tones, a pitch per speaker; `parallel` names the
+    clips alike in every folder (000.wav, ...), as a parallel corpus's sentences are."""
     for s, speaker in enumerate(speakers):
         (folder / speaker).mkdir(parents=True, exist_ok=True)
         for i in range(per_speaker):
             clip = harmonic_tone(seconds, rate, f0=110.0 * (s + 1) + 10 * i)
-            soundfile.write(folder / speaker / f"{speaker}_{i:03d}.wav", clip, rate)
+            name = f"{i:03d}.wav" if parallel else f"{speaker}_{i:03d}.wav"
+            soundfile.write(folder / speaker / name, clip, rate)
 
 
 def assert_one_line_usage_error(completed, message):

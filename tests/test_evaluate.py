@@ -149,3 +149,15 @@ def test_windows_and_content_identification_on_a_parallel_corpus(tmp_path):
         assert 0.0 <= layer["accuracy_3_labels"] <= 1.0
         assert 0.0 <= layer["content_accuracy_across_labels"] <= 1.0
     assert windows["conv"]["content_accuracy_across_labels"] > 1 / 3  # better than chance over three sentences
+    assert whole["conv"]["role"] == "style"
+
+
+def test_a_content_model_reports_its_layer_as_content(tmp_path):
+    from tfstyle import configs
+
+    write_parallel_clips(tmp_path / "data")
+    model, _ = tiny_model("content_encoder")
+    data_config = configs.DataConfig(data_dir=str(tmp_path / "data"), sample_rate=8000, frame_length=256,
+                                     frame_step=64, augment=False)
+    layer = evaluate.evaluate("content_encoder", model, data_config, subset_size=2)["identification"]["content"]
+    assert layer["role"] == "content" and 0.0 <= layer["content_accuracy_across_labels"] <= 1.0

@@ -23,7 +23,14 @@ def build(name):
 def batch():
     waveform = tf.constant(np.stack([chirp(0.5, SAMPLE_RATE, f1=2000.0), harmonic_tone(0.5, SAMPLE_RATE)]))
     log_magnitude = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(waveform, frame_length=256, frame_step=64))
-    return {"waveform": waveform, "log_magnitude": log_magnitude, "label": tf.constant([0, 1])}
+    # content_encoder's pair: each clip again, quieter and with a little noise, aligned frame for frame.
+    paired = spectral_ops.log_magnitude(spectral_ops.stft_magnitude(
+        0.7 * waveform + 0.01 * tf.random.stateless_normal(waveform.shape, [0, 1]), frame_length=256, frame_step=64))
+    frames = log_magnitude.shape[1]
+    aligned = tf.tile(tf.range(0, frames, 3)[tf.newaxis, :, tf.newaxis], [2, 1, 2])
+    return {"waveform": waveform, "log_magnitude": log_magnitude, "label": tf.constant([0, 1]),
+            "paired_log_magnitude": paired, "frames": tf.constant([frames, frames]),
+            "paired_frames": tf.constant([frames, frames]), "aligned": aligned, "paired_label": tf.constant([2, 3])}
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -144,3 +151,16 @@ def test_style_encoder_standardises_features_with_their_training_statistics():
     standardised = (features - model.feature_mean) / model.feature_scale
     np.testing.assert_allclose(model.encode(features).numpy(), model.encoder(standardised).numpy(), atol=1e-5)
     assert not build("conv_vae").style.standardise
+
+
+def test_content_features_ignore_a_fixed_spectral_tilt_and_are_normalised_per_channel(batch):
+    """A voice's long-term spectrum (a fixed gain per bin) and its level per channel do not reach the content."""
+    model = build("content_encoder")
+    x = batch["log_magnitude"]
+    content = model.features(x)["content"]
+    tilted = model.features(x + tf.linspace(0.0, 2.0, x.shape[-1]))["content"]
+    np.testing.assert_allclose(tilted, content, atol=1e-4)
+    np.testing.assert_allclose(tf.reduce_mean(content, axis=1), 0.0, atol=1e-4)
+    spread = tf.math.reduce_std(content, axis=1).numpy()
+    assert np.all(spread <= 1.0) and np.all(spread > 0.9)  # 1, less the variance floor's share
+    assert model.feature_roles() == {"content": "content"}

@@ -26,6 +26,14 @@ def speech_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def parallel_dir(tmp_path_factory):
+    """The same clip names under every speaker: what content_encoder trains on."""
+    folder = tmp_path_factory.mktemp("parallel")
+    write_clips(folder, speakers=("s1", "s2", "s3", "s4"), per_speaker=2, parallel=True)
+    return folder
+
+
 def train(*flags):
     return run_command([sys.executable, "-m", "tfstyle.train", *flags])
 
@@ -43,9 +51,10 @@ def checkpoint_step(model_dir):
 
 @pytest.mark.parametrize("name", sorted(TINY))
 @pytest.mark.slow
-def test_train_two_steps_then_resume_two_more(name, speech_dir, tmp_path):
+def test_train_two_steps_then_resume_two_more(name, speech_dir, parallel_dir, tmp_path):
     model_dir = tmp_path / name
-    first = train(*tiny_flags(name, speech_dir, model_dir, steps=2))
+    data_dir = parallel_dir if name == "content_encoder" else speech_dir
+    first = train(*tiny_flags(name, data_dir, model_dir, steps=2))
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["step"] == 2
     assert checkpoint_step(model_dir) == 2
@@ -53,7 +62,7 @@ def test_train_two_steps_then_resume_two_more(name, speech_dir, tmp_path):
     assert config["model"] == name and config["data"]["sample_rate"] == 8000
     assert os.listdir(model_dir / "train") and os.listdir(model_dir / "validation")
 
-    second = train(*tiny_flags(name, speech_dir, model_dir, steps=4))
+    second = train(*tiny_flags(name, data_dir, model_dir, steps=4))
     assert second.returncode == 0, second.stderr
     assert "resuming" in second.stderr and "from step 2" in second.stderr
     summary = json.loads(second.stdout)

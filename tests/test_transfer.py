@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfstyle import configs, losses, progress, registry, spectral_ops, transfer_lib
 from tfstyle.errors import InputError
-from conftest import SAMPLE_RATE, assert_one_line_usage_error, chirp, harmonic_tone, run_command, run_transfer
+from conftest import SAMPLE_RATE, TINY_RATE, assert_one_line_usage_error, chirp, harmonic_tone, run_command, run_transfer
 
 SMALL = dict(frame_length=512, frame_step=128)
 
@@ -384,3 +384,36 @@ def test_help_into_a_closed_pipe_is_no_error():
     process.stdout.close()  # before the command has started writing (its imports take a second or more)
     stderr = process.stderr.read()
     assert process.wait(timeout=300) == 0 and "Traceback" not in stderr, stderr
+
+
+def test_a_content_model_carries_the_content_loss(problem):
+    """--content_model: the style loss stays the model's, the content loss goes through the other model's layers."""
+    model, content, style = problem
+    content_model = registry.build_model("content_encoder", sample_rate=SAMPLE_RATE, **SMALL, projection=8,
+                                         channels=8, content_dim=4)
+    config = configs.TransferConfig(steps=30, init="noise", style_weight=0.0, content_weight=1.0)
+    result = transfer_lib.transfer_spectrogram(model, content, style, config, content_model=content_model)
+    assert result.history[-1]["content_loss"] < result.history[0]["content_loss"] / 2
+    from_content = transfer_lib.transfer_spectrogram(model, content, style, dataclasses.replace(config, init="content"),
+                                                     content_model=content_model)
+    assert from_content.history[0]["content_loss"] < 1e-9 and from_content.history[0]["style_loss"] > 0
+    with pytest.raises(InputError, match="unknown content layer.*the model has: content"):
+        transfer_lib.transfer_spectrogram(model, content, style, dataclasses.replace(config, content_layers=(
+            ("conv", 1.0),)), content_model=content_model)
+
+
+@pytest.mark.slow
+def test_cli_content_model_runs_at_its_signal_and_is_recorded(exported, tmp_path):
+    _, path = exported["content_encoder"]
+    rate = TINY_RATE  # the tiny export's signal: 256-point STFT, hop 64
+    content, style = tmp_path / "c.wav", tmp_path / "s.wav"
+    soundfile.write(content, chirp(0.6, rate), rate)
+    soundfile.write(style, harmonic_tone(0.5, rate), rate)
+    output = tmp_path / "out.wav"
+    common = [f"--content={content}", f"--style={style}", f"--output={output}", f"--content_model={path}"]
+    assert_one_line_usage_error(run_transfer(*common), "give --content_weight > 0")
+    completed = run_transfer(*common, "--content_weight=1", "--steps=2", "--griffin_lim_iters=1")
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert report["content_model"] == "content_encoder" and report["stft"]["frame_length"] == 256
+    assert report["loss_end"]["content_loss"] > 0

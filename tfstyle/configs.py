@@ -162,6 +162,46 @@ class TimbreEncoderConfig(SpeakerEncoderConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class ContentEncoderConfig:
+    """Dilated 1-D convolutions over time whose last layer follows what is said, not who says it.
+
+    Trained on pairs of one sentence in two voices, frames aligned by DTW (tfstyle.aligned_data).
+
+    Attributes:
+        sample_rate, frame_length, frame_step: the signal the model is trained on.
+        projection: width of the learnt per-frame projection of the STFT bins.
+        channels: channels of each of the four convolutions (kernel 5, then 3 with dilation 2, 4 and 8).
+        content_dim: channels of the content layer.
+        frame_temperature: softmax temperature of the frame contrast (aligned frames against all others).
+        gram_temperature: softmax temperature of the Gram contrast (a clip's Gram against its pair's).
+        gram_weight: weight of the Gram contrast beside the frame contrast.
+        speaker_confusion_weight: weight of the term that keeps a speaker classifier on the content Grams at
+            chance (0 switches the classifier off).
+        num_speakers: outputs of that classifier; at least the number of labels in the training data.
+    """
+
+    sample_rate: int = 16000
+    frame_length: int = 1024
+    frame_step: int = 256
+    projection: int = 128
+    channels: int = 256
+    content_dim: int = 64
+    frame_temperature: float = 0.1
+    gram_temperature: float = 0.05
+    gram_weight: float = 1.0
+    speaker_confusion_weight: float = 0.0
+    num_speakers: int = 256
+
+    def __post_init__(self):
+        _require_positive(self, "sample_rate", "frame_length", "frame_step", "projection", "channels",
+                          "content_dim", "num_speakers")
+        if not (self.frame_temperature > 0 and self.gram_temperature > 0):
+            raise InputError("frame_temperature and gram_temperature must be > 0")
+        if self.gram_weight < 0 or self.speaker_confusion_weight < 0:
+            raise InputError("gram_weight and speaker_confusion_weight must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class ConvVAEConfig:
     """Convolutional VAE over log-mel spectrograms (content) + linear style encoder + recombination decoder.
 

@@ -120,6 +120,7 @@ def _speaker_identification(model, files: list[data.AudioFile], signal: dict, su
     is_query = np.array(is_query)
     report = {"labels": len(usable), "window_seconds": window_seconds or "whole files",
               "references": int((~is_query).sum()), "queries": int(is_query.sum()), "skipped_files": len(skipped)}
+    roles = model.feature_roles() if hasattr(model, "feature_roles") else {}
     for name, matrices in per_layer.items():
         similarity = gram_cosine_similarities(matrices)
         layer = {f"accuracy_{len(usable)}_labels": identification_accuracy(similarity, labels, is_query)}
@@ -132,6 +133,8 @@ def _speaker_identification(model, files: list[data.AudioFile], signal: dict, su
         if content is not None:
             # Beside the label accuracy: a content representation should score high here and near chance there.
             layer["content_accuracy_across_labels"] = content
+        if name in roles:
+            layer["role"] = roles[name]  # "content": the label accuracy above is leakage, lower is better
         report[name] = layer
     return report
 

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstyle import configs, data, fileutil, registry, spectral_ops
+from tfstyle import configs, fileutil, registry, spectral_ops
 from tfstyle.errors import InputError
 
 CONFIG_FILE = configs.EXPERIMENT_CONFIG_FILE
@@ -84,7 +84,7 @@ def train(experiment: configs.ExperimentConfig, model_dir: str, *, log: Callable
     _check_resumable(model_dir, experiment)
     os.makedirs(model_dir, exist_ok=True)
     strategy = make_strategy(train_config.strategy, train_config.cpu_devices)
-    dataset = data.AudioDataset(experiment.data)
+    dataset = registry.lookup(experiment.model).model_class.training_data(experiment.data)
     replicas = strategy.num_replicas_in_sync
     if train_config.batch_size % replicas:
         raise InputError(f"batch_size {train_config.batch_size} does not split evenly over {replicas} replicas")
@@ -136,7 +136,7 @@ def train(experiment: configs.ExperimentConfig, model_dir: str, *, log: Callable
 
     train_writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
     validation_writer = tf.summary.create_file_writer(os.path.join(model_dir, "validation"))
-    preview_batch = next(iter(dataset.validation(2) if dataset.split.validation else dataset.train(2)))
+    preview_batch = next(iter(dataset.validation(2)), None) or next(iter(dataset.train(2)))
 
     def write_previews(at_step: int) -> None:
         spectrograms = model.summary_spectrograms(preview_batch)

@@ -61,6 +61,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("model", registry.DEFAULT_TRANSFER_MODEL, "Zoo model giving the features (see "
                         "tfstyle.list_models()), resolved to its newest shipped SavedModel, or the path of a "
                         "SavedModel version folder.")
+    flags.DEFINE_string("content_model", "", "A second zoo model (or SavedModel path) whose content layers the "
+                        "content loss uses instead of --model's, e.g. content_encoder (features that follow the words, "
+                        "not the voice); needs --content_weight > 0. The work runs at its rate and STFT.")
     flags.DEFINE_bool("untrained", False, "Use a trainable zoo model with fresh random weights instead of its shipped "
                       "SavedModel (recorded in the JSON).")
     flags.DEFINE_string("model_dir", None, "A training run (python -m tfstyle.train) whose model to use instead of "
@@ -119,7 +122,8 @@ def main(argv: list[str]) -> None:
     for path in output_paths(FLAGS.output).values():  # before any long work: a run must not fail at its very end
         fileutil.check_writable_output(path)
     resolved = resolve_model(FLAGS.model, untrained=FLAGS.untrained, model_dir=FLAGS.model_dir)
-    transfer_file(FLAGS.content, FLAGS.style, FLAGS.output, resolved=resolved, config=config, **signal_flags())
+    transfer_file(FLAGS.content, FLAGS.style, FLAGS.output, resolved=resolved, config=config,
+                  content_resolved=resolve_content_model(FLAGS.content_model, config), **signal_flags())
 
 
 def _transfer_pairs(config: configs.TransferConfig, *, beam_args: list[str]) -> None:
@@ -136,8 +140,9 @@ def _transfer_pairs(config: configs.TransferConfig, *, beam_args: list[str]) -> 
     log(f"{len(pairs)} pairs in {FLAGS.pairs}: {len(pairs) - len(todo)} done already, {len(todo)} to run")
     if not todo:
         return
-    transfer = PairTransfer(FLAGS.model, FLAGS.untrained, FLAGS.model_dir, config, signal_flags())
+    transfer = PairTransfer(FLAGS.model, FLAGS.untrained, FLAGS.model_dir, config, signal_flags(), FLAGS.content_model)
     resolve_model(FLAGS.model, untrained=FLAGS.untrained, model_dir=FLAGS.model_dir)  # a bad model fails here
+    resolve_content_model(FLAGS.content_model, config)
     summary = pipelines.transfer_pairs(todo, output_dir=FLAGS.output_dir, transfer=transfer, beam_args=beam_args)
     log(f"{summary.written} of {len(todo)} pairs written to {FLAGS.output_dir}")
     if summary.failed:
@@ -156,17 +161,32 @@ class PairTransfer:
     model_dir: str | None
     config: configs.TransferConfig
     signal: dict
-    _resolved: loading.ResolvedModel | None = dataclasses.field(default=None, repr=False)
+    content_model: str = ""
+    _resolved: tuple | None = dataclasses.field(default=None, repr=False)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_resolved": None}  # each worker loads its own
 
     def __call__(self, pair, output_path: str) -> None:
         if self._resolved is None:
-            self._resolved = resolve_model(self.model, untrained=self.untrained, model_dir=self.model_dir)
+            self._resolved = (resolve_model(self.model, untrained=self.untrained, model_dir=self.model_dir),
+                              resolve_content_model(self.content_model, self.config))
         fileutil.check_writable_output(output_path)
-        transfer_file(pair.content, pair.style, output_path, resolved=self._resolved, config=self.config,
-                      show_steps=False, **self.signal)
+        transfer_file(pair.content, pair.style, output_path, resolved=self._resolved[0], config=self.config,
+                      content_resolved=self._resolved[1], show_steps=False, **self.signal)
+
+
+def resolve_content_model(name: str, config: configs.TransferConfig) -> loading.ResolvedModel | None:
+    """The --content_model (None if not given); InputError if it cannot serve as one."""
+    if not name:
+        return None
+    if not config.content_weight > 0:
+        raise InputError("--content_model is used by the content loss: give --content_weight > 0 as well")
+    resolved = loading.load_model(name)
+    if not hasattr(resolved.model, "signal_config"):
+        raise InputError(f"--content_model={name} works at any rate and STFT; give a trained model (e.g. "
+                         "content_encoder), or use --content_layers of --model")
+    return resolved
 
 
 def check_settings() -> None:
@@ -191,7 +211,7 @@ def output_paths(wav_path: str) -> dict[str, str]:
 
 def transfer_file(content_path: str, style_path: str, output_path: str, *, resolved: loading.ResolvedModel,
                   config: configs.TransferConfig, sample_rate: int | None, frame_length: int, frame_step: int,
-                  show_steps: bool = True) -> dict:
+                  content_resolved: loading.ResolvedModel | None = None, show_steps: bool = True) -> dict:
     """One transfer, files to files: writes the .wav, .png and .json of `output_paths(output_path)` together
     (nothing if it fails) and returns the JSON report.
 
@@ -202,6 +222,7 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
         config: the optimisation's settings.
         sample_rate: the output's rate (and the work's, for a model that takes any rate); None: the content's.
         frame_length, frame_step: the STFT, for a model that takes any (an exported one has its own).
+        content_resolved: a model whose content layers the content loss uses (see `resolve_content_model`).
         show_steps: report progress step by step (off where many transfers run side by side).
 
     Raises:
@@ -213,9 +234,20 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
     paths = output_paths(output_path)
     # A trained model, or any exported one, fixes the STFT it understands; only a trained one fixes the rate.
     signal = model.signal_config() if hasattr(model, "signal_config") else {}
+    content_model = None
+    if content_resolved is not None:
+        if spec.transfer != "gradient":
+            raise InputError(f"--content_model: {resolved.name} does not optimise a spectrogram, so it has no "
+                             "content loss")
+        content_model = content_resolved.model
+        content_signal = content_model.signal_config()
+        if signal and signal != content_signal:
+            raise InputError(f"{resolved.name} works at {signal} and --content_model {content_resolved.name} at "
+                             f"{content_signal}; they must agree")
+        signal = content_signal
     stft_settings = {"frame_length": signal.get("frame_length", frame_length),
                      "frame_step": signal.get("frame_step", frame_step)}
-    working_rate = sample_rate if spec.any_sample_rate else signal["sample_rate"]
+    working_rate = sample_rate if spec.any_sample_rate and content_model is None else signal["sample_rate"]
     timings = {}
     started = clock = time.perf_counter()
 
@@ -236,6 +268,9 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
     lap("load_s")
 
     log(f"{resolved.name}, {_WEIGHTS[resolved.source].format(path=resolved.path)}")
+    if content_resolved is not None:
+        log(f"content loss through {content_resolved.name}, "
+            f"{_WEIGHTS[content_resolved.source].format(path=content_resolved.path)}")
     if working_rate != output_rate:
         log(f"working at {working_rate} Hz ({resolved.name}'s rate); the output is resampled to {output_rate} Hz")
     if spec.transfer == "recombine":
@@ -264,7 +299,7 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
             f"{working_rate} Hz, {config.precision} matmuls{chosen}")
         report_step = progress.Progress(config.steps * len(chunks)) if show_steps else None
         result = transfer_lib.transfer_audio(
-            model, content_wave, style, config, **stft_settings,
+            model, content_wave, style, config, **stft_settings, content_model=content_model,
             on_step=report_step and (lambda done, losses: report_step(done, _losses_text(losses))))
         lap("transfer_s")  # optimisation and Griffin-Lim, which alternate chunk by chunk on a long clip
 
@@ -289,6 +324,8 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
         "model": resolved.name,
         "weights": resolved.source,
         "model_path": resolved.path,
+        **({"content_model": content_resolved.name, "content_model_path": content_resolved.path}
+           if content_resolved is not None else {}),
         "sample_rate": output_rate,
         "working_sample_rate": working_rate,
         "stft": stft_settings,

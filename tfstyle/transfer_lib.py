@@ -97,6 +97,7 @@ def transfer_audio(
     frame_length: int,
     frame_step: int,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    content_model=None,
 ) -> AudioTransferResult:
     """Style transfer from a content waveform to a result waveform, in memory that does not grow with its length.
 
@@ -112,6 +113,8 @@ def transfer_audio(
         config: optimisation and phase-recovery settings.
         frame_length, frame_step: the STFT both spectrograms use.
         on_step: called after every step with (steps done over all chunks, the chunk's losses after them).
+        content_model: a `FeatureModel` whose content layers the content loss uses instead of `model`'s (e.g.
+            content_encoder, whose features follow the words and not the voice); None: `model`'s.
     """
     content_waveform = tf.convert_to_tensor(content_waveform, tf.float32)
     samples = int(content_waveform.shape[0])
@@ -130,7 +133,8 @@ def transfer_audio(
     content = spectral_ops.log_magnitude(tf.abs(spectrum))
     matmul_dtype = tf.as_dtype(resolve_precision(model, config.precision))
     with _matmuls_in(model, matmul_dtype, content[tf.newaxis]):
-        optimise = SpectrogramOptimiser(model, style_log_magnitude, content.shape, config, matmul_dtype)
+        optimise = SpectrogramOptimiser(model, style_log_magnitude, content.shape, config, matmul_dtype,
+                                        content_model=content_model)
         for index, chunk in enumerate(chunks):
             if index:  # the first chunk's spectrogram is the one computed above
                 spectrum = chunking.stft_frames(content_waveform, chunk, **stft_settings)
@@ -245,6 +249,7 @@ def transfer_spectrogram(
     config: configs.TransferConfig,
     *,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    content_model=None,
 ) -> TransferResult:
     """Optimises a log-magnitude spectrogram towards the content of one clip and the style of another.
 
@@ -254,6 +259,7 @@ def transfer_spectrogram(
         style_log_magnitude: log1p |STFT| of the style clip, [style_frames, bins] (any length).
         config: optimisation settings.
         on_step: called after every step (L-BFGS: iteration) with (steps done, the losses after them).
+        content_model: as for `transfer_audio`.
 
     Returns:
         The optimised spectrogram and the loss history.
@@ -261,7 +267,8 @@ def transfer_spectrogram(
     content = tf.convert_to_tensor(content_log_magnitude, tf.float32)
     matmul_dtype = tf.as_dtype(resolve_precision(model, config.precision))
     with _matmuls_in(model, matmul_dtype, content[tf.newaxis]):  # the style loss's matmuls follow the model's
-        optimiser = SpectrogramOptimiser(model, style_log_magnitude, content.shape, config, matmul_dtype)
+        optimiser = SpectrogramOptimiser(model, style_log_magnitude, content.shape, config, matmul_dtype,
+                                         content_model=content_model)
         return optimiser(content, on_step=on_step)
 
 
@@ -293,13 +300,15 @@ class SpectrogramOptimiser:
         shape: [frames, bins] of the content spectrograms it will be called on.
         config: optimisation settings.
         matmul_dtype: the precision of the model's and the style loss's matmuls.
+        content_model: a `FeatureModel` giving the content layers instead of `model` (None: `model`).
     """
 
     def __init__(self, model, style_log_magnitude: tf.Tensor, shape, config: configs.TransferConfig,
-                 matmul_dtype: tf.DType):
+                 matmul_dtype: tf.DType, content_model=None):
         self.model, self.config, self.matmul_dtype = model, config, matmul_dtype
+        self.content_model = content_model or model
         self.style_weights = _layer_weights(config.style_layers, model, "style")
-        self.content_weights = _layer_weights(config.content_layers, model, "content")
+        self.content_weights = _layer_weights(config.content_layers, self.content_model, "content")
         style = tf.convert_to_tensor(style_log_magnitude, tf.float32)[tf.newaxis]
         self.style_peak = float(tf.reduce_max(style))
         # Targets are constant across steps: computed once here, never inside the step.
@@ -312,7 +321,7 @@ class SpectrogramOptimiser:
         }
         del style_features
         self.spectrogram = tf.Variable(tf.zeros([1, *shape]), name="log_magnitude")
-        content_features = model.features(self.spectrogram)
+        content_features = self.content_model.features(self.spectrogram)
         self.content_targets = {name: tf.Variable(tf.zeros_like(content_features[name]), name=f"content_{name}")
                                 for name in self.content_weights}
         # log1p magnitudes are >= 0; the ceiling stops a runaway step from producing absurd levels.
@@ -322,12 +331,13 @@ class SpectrogramOptimiser:
     def compute_losses(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         """{total_loss, style_loss, content_loss, tv_loss, l2_loss} of log-magnitudes x [1, frames, bins]."""
         features = self.model.features(x)
+        content_features = features if self.content_model is self.model else self.content_model.features(x)
         parts = {
             "style_loss": _weighted_mean(
                 {n: losses.style_loss(features[n], self.style_targets[n]) for n in self.style_weights},
                 self.style_weights),
             "content_loss": _weighted_mean(
-                {n: losses.content_loss(features[n], self.content_targets[n]) for n in self.content_weights},
+                {n: losses.content_loss(content_features[n], self.content_targets[n]) for n in self.content_weights},
                 self.content_weights),
             "tv_loss": losses.total_variation(x),
             "l2_loss": losses.l2_magnitude(x),
@@ -342,7 +352,7 @@ class SpectrogramOptimiser:
         """Optimises from (or towards) one content spectrogram [frames, bins] of the shape given at construction."""
         config = self.config
         content = tf.convert_to_tensor(content_log_magnitude, tf.float32)[tf.newaxis]
-        content_features = self.model.features(content)
+        content_features = self.content_model.features(content)
         for name, target in self.content_targets.items():
             target.assign(content_features[name])
         del content_features

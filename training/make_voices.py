@@ -9,6 +9,10 @@ writes voices/train/<voice>/h01.wav ... h15.wav (16 kHz mono): every English var
 synthesis, no real speaker behind them) and seven festival voices recorded from real people, and voices/measure/
 with three more real people's festival voices and the corpus's own seven speakers, none of whom is in train/ (nor
 are the variants behind the corpus's espeak voices). Takes about 6 minutes on 2 cores.
+
+With --extra_sentences=training/content_sentences.txt the training voices also read those sentences, into
+voices/content/<voice>/c01.wav ... (about 13 minutes more): content_encoder trains on them, so that it is measured
+on sentences it never heard, in voices it never heard.
 """
 
 import argparse
@@ -47,9 +51,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", required=True, help="the project's audio corpus (with speech_manifest.csv)")
     parser.add_argument("--output", required=True, help="folder for train/ and measure/")
+    parser.add_argument("--extra_sentences", help="a text file of more sentences (one per line, # comments) that "
+                        "the training voices read into OUTPUT/content/<voice>/c01.wav, c02.wav, ...")
     args = parser.parse_args()
     with open(os.path.join(args.corpus, "speech_manifest.csv")) as f:
         sentences = {row["sentence_id"]: row["text"] for row in csv.DictReader(f)}
+    extra = {}
+    if args.extra_sentences:
+        with open(args.extra_sentences) as f:
+            lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+        extra = {f"c{i + 1:02d}": text for i, text in enumerate(lines)}
     variants = sorted(v for v in os.listdir(ESPEAK_VARIANTS_DIR) if v not in ESPEAK_MEASURED and " " not in v)
     jobs = [("train", f"fest_{v}", "festival", v) for v in TRAIN_FESTIVAL]
     jobs += [("measure", f"fest_{v}", "festival", v) for v in MEASURE_FESTIVAL]
@@ -64,10 +75,18 @@ def main() -> None:
                 path = os.path.join(folder, f"{sentence}.wav")
                 if not os.path.exists(path):
                     synthesise(engine, voice, text, path)
+            if split == "train" and extra:
+                content_folder = os.path.join(args.output, "content", name)
+                os.makedirs(content_folder, exist_ok=True)
+                for sentence, text in extra.items():
+                    path = os.path.join(content_folder, f"{sentence}.wav")
+                    if not os.path.exists(path):
+                        synthesise(engine, voice, text, path)
             made[split] += 1
         except (subprocess.CalledProcessError, FileNotFoundError) as e:
             print(f"skipping {name}: {e}", file=sys.stderr)
             shutil.rmtree(folder)
+            shutil.rmtree(os.path.join(args.output, "content", name), ignore_errors=True)
     for speaker in sorted(os.listdir(os.path.join(args.corpus, "speech"))):
         target = os.path.join(args.output, "measure", speaker)
         if not os.path.exists(target):

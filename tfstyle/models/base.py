@@ -9,7 +9,7 @@ capabilities in its registry entry (trainable, any sample rate, kind of transfer
 import keras
 import tensorflow as tf
 
-from tfstyle import spectral_ops
+from tfstyle import data, spectral_ops
 
 
 def waveform_spec(name: str = "waveform") -> tf.TensorSpec:
@@ -53,6 +53,12 @@ class ZooModel(keras.Model):
     # or played); a model whose layers differ overrides `feature_roles`. Today's autoencoders learn both at once
     # in every layer and transfer matches them as style, so that is their role.
     FEATURE_ROLE = "style"
+
+    @classmethod
+    def training_data(cls, config):
+        """The pipelines tfstyle.train draws batches from (`train(batch_size)`, `validation(batch_size)`,
+        `split`, `skipped`): random clips of single files (tfstyle.data), unless a model needs other examples."""
+        return data.AudioDataset(config)
 
     def feature_roles(self) -> dict[str, str]:
         """{feature layer: "style" | "content"}: exported in tfstyle_model.json; transfer takes its default style
