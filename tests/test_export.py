@@ -111,6 +111,7 @@ SIGNATURES = {
     "style_encoder": {"serving_default", "features", "encode", "decode", "reconstruct"},
     "speaker_encoder": {"serving_default", "features"},
     "timbre_encoder": {"serving_default", "features"},
+    "content_encoder": {"serving_default", "features"},
 }
 
 
