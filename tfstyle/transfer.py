@@ -272,7 +272,8 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
         log(f"content loss through {content_resolved.name}, "
             f"{_WEIGHTS[content_resolved.source].format(path=content_resolved.path)}")
     if working_rate != output_rate:
-        log(f"working at {working_rate} Hz ({resolved.name}'s rate); the output is resampled to {output_rate} Hz")
+        rate_owner = content_resolved.name if content_model is not None else resolved.name
+        log(f"working at {working_rate} Hz ({rate_owner}'s rate); the output is resampled to {output_rate} Hz")
     if spec.transfer == "recombine":
         # Content and style pipelines (conv_vae): one forward pass recombines them, nothing to optimise.
         log("recombining the content latent with the style embedding")
