@@ -153,7 +153,7 @@ def test_cli_silent_style(content_wav, tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--model=vgg19"], "unknown model 'vgg19'; known models: conv_ae, "),
+    (["--model=vgg19"], "unknown model 'vgg19'; known models: content_encoder, conv_ae, "),
     (["--steps=0"], "steps must be a positive integer"),
     (["--steps=-3"], "steps must be a positive integer"),
     (["--steps=many"], "--steps"),
