@@ -52,6 +52,8 @@ def checkpoint_step(model_dir):
 @pytest.mark.parametrize("name", sorted(TINY))
 @pytest.mark.slow
 def test_train_two_steps_then_resume_two_more(name, speech_dir, parallel_dir, tmp_path):
+    """Every trainable model trains through the CLI; the resume, which is the same code for all, is run for two
+    (one per kind of training data), as each run costs TensorFlow's start-up."""
     model_dir = tmp_path / name
     data_dir = parallel_dir if name == "content_encoder" else speech_dir
     first = train(*tiny_flags(name, data_dir, model_dir, steps=2))
@@ -61,6 +63,10 @@ def test_train_two_steps_then_resume_two_more(name, speech_dir, parallel_dir, tm
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model"] == name and config["data"]["sample_rate"] == 8000
     assert os.listdir(model_dir / "train") and os.listdir(model_dir / "validation")
+    experiment, resolved = loading.load_training_run(str(model_dir))
+    assert experiment.model == name and resolved.model.feature_layer_names and resolved.source == "training_run"
+    if name not in ("conv_ae", "content_encoder"):
+        return
 
     second = train(*tiny_flags(name, data_dir, model_dir, steps=4))
     assert second.returncode == 0, second.stderr
@@ -68,8 +74,6 @@ def test_train_two_steps_then_resume_two_more(name, speech_dir, parallel_dir, tm
     summary = json.loads(second.stdout)
     assert summary["step"] == 4 and summary["trained_steps"] == 2
     assert checkpoint_step(model_dir) == 4
-    experiment, resolved = loading.load_training_run(str(model_dir))
-    assert experiment.model == name and resolved.model.feature_layer_names and resolved.source == "training_run"
 
 
 @pytest.mark.slow
