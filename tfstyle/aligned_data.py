@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfstyle import audio_io, configs, data, spectral_ops
+from tfstyle import audio_io, chunking, configs, data, spectral_ops
 from tfstyle.errors import InputError
 
 FRAMES_PER_PAIR = 24
@@ -110,9 +110,9 @@ class AlignedPairs:
             second_start, second_end = aligned[start], aligned[start + frames - 1] + 1
             moments = rng.choice(frames, FRAMES_PER_PAIR, replace=frames < FRAMES_PER_PAIR)
             yield {
-                "segment": _frames_segment(self._waveforms[first.path], start, frames, step, frame_length),
-                "paired_segment": _frames_segment(self._waveforms[second.path], second_start,
-                                                  second_end - second_start, step, frame_length),
+                "segment": _frames_segment(self._waveforms[first.path], start, start + frames, step, frame_length),
+                "paired_segment": _frames_segment(self._waveforms[second.path], second_start, second_end, step,
+                                                  frame_length),
                 "frames": np.int32(frames),
                 "paired_frames": np.int32(second_end - second_start),
                 "aligned": np.stack([moments, aligned[start + moments] - second_start], -1).astype(np.int32),
@@ -156,15 +156,14 @@ class AlignedPairs:
     def validation(self, batch_size: int) -> tf.data.Dataset:
         """The same fixed pairs of validation labels every time, without augmentation (empty if the split holds
         no utterance under two validation labels)."""
-        if not self._groups["validation"]:
-            return tf.data.Dataset.from_tensor_slices({"frames": tf.zeros([0], tf.int32)}).batch(batch_size)
-        return self._dataset("validation", batch_size, self.config.seed, _VALIDATION_PAIRS, False)
+        count = _VALIDATION_PAIRS if self._groups["validation"] else 0
+        return self._dataset("validation", batch_size, self.config.seed, count, False)
 
 
-def _frames_segment(waveform: np.ndarray, start: int, frames: int, step: int, frame_length: int) -> np.ndarray:
-    """The samples whose `spectral_ops.stft_of_padded` gives frames [start, start + frames) of the waveform's STFT."""
-    padded = np.pad(waveform, frame_length // 2, mode="reflect")
-    return padded[start * step:(start + frames - 1) * step + frame_length].astype(np.float32)
+def _frames_segment(waveform: np.ndarray, start: int, end: int, step: int, frame_length: int) -> np.ndarray:
+    """The samples whose `spectral_ops.stft_of_padded` gives frames [start, end) of the waveform's STFT."""
+    return chunking.padded_samples(tf.constant(waveform), start * step, (end - 1) * step + frame_length,
+                                   frame_length).numpy()
 
 
 def scale_frequencies(magnitude: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:

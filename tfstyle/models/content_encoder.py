@@ -26,11 +26,7 @@ _KERNELS_AND_DILATIONS = ((5, 1), (3, 2), (3, 4), (3, 8))
 def _masked_moments(x: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Mean and variance over time [batch, 1, channels] of x [batch, frames, channels], counting frames where
     mask [batch, frames] is 1."""
-    weights = mask[..., tf.newaxis]
-    count = tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1.0)
-    mean = tf.reduce_sum(x * weights, axis=1, keepdims=True) / count
-    variance = tf.reduce_sum(tf.square(x - mean) * weights, axis=1, keepdims=True) / count
-    return mean, variance
+    return tf.nn.weighted_moments(x, axes=[1], frequency_weights=mask[..., tf.newaxis], keepdims=True)
 
 
 def _contrastive_loss(logits: tf.Tensor) -> tf.Tensor:
