@@ -104,3 +104,13 @@ def test_mel_and_mfcc_shapes_and_energy():
     # A 220 Hz tone puts its energy in the low mel bands.
     band_energy = mel.numpy().sum(axis=0)
     assert band_energy[:25].sum() > 10 * band_energy[25:].sum()
+
+
+def test_spectral_envelope_keeps_the_formants_and_drops_the_harmonics():
+    bins = np.arange(513)
+    envelope = 1.0 + np.exp(-0.5 * ((bins - 100) / 30.0) ** 2) + np.linspace(0.0, -0.5, 513)
+    harmonics = 0.4 * np.cos(2 * np.pi * bins / 8.0)  # a comb every 8 bins: quefrency 128
+    smoothed = spectral_ops.spectral_envelope(tf.constant([envelope + harmonics], tf.float32), lifter=30).numpy()[0]
+    np.testing.assert_allclose(smoothed, envelope, atol=0.05)
+    unlifted = spectral_ops.spectral_envelope(tf.constant([envelope + harmonics], tf.float32), lifter=512).numpy()[0]
+    np.testing.assert_allclose(unlifted, envelope + harmonics, atol=1e-4)  # a lifter past the comb keeps it

@@ -169,6 +169,8 @@ class ContentEncoderConfig:
 
     Attributes:
         sample_rate, frame_length, frame_step: the signal the model is trained on.
+        input_lifter: the input is each frame's spectral envelope: its cepstrum below this quefrency (samples), so
+            that the harmonics, and with them the voice's pitch, never reach the network (0: the whole spectrum).
         projection: width of the learnt per-frame projection of the STFT bins.
         channels: channels of each of the four convolutions (kernel 5, then 3 with dilation 2, 4 and 8).
         content_dim: channels of the content layer.
@@ -183,6 +185,7 @@ class ContentEncoderConfig:
     sample_rate: int = 16000
     frame_length: int = 1024
     frame_step: int = 256
+    input_lifter: int = 30
     projection: int = 128
     channels: int = 256
     content_dim: int = 64
@@ -199,6 +202,9 @@ class ContentEncoderConfig:
             raise InputError("frame_temperature and gram_temperature must be > 0")
         if self.gram_weight < 0 or self.speaker_confusion_weight < 0:
             raise InputError("gram_weight and speaker_confusion_weight must be >= 0")
+        if not 0 <= self.input_lifter <= self.frame_length // 2:
+            raise InputError(f"input_lifter must be between 0 and frame_length / 2 ({self.frame_length // 2}), "
+                             f"got {self.input_lifter}")
 
 
 @dataclasses.dataclass(frozen=True)

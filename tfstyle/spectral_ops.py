@@ -309,6 +309,18 @@ def spectral_convergence(
     return error / tf.maximum(tf.norm(magnitude, axis=[-2, -1]), 1e-12)
 
 
+def spectral_envelope(log_spectrum: tf.Tensor, lifter: int) -> tf.Tensor:
+    """The smooth part of log spectra [..., bins] along frequency: their cepstrum below quefrency `lifter` samples.
+
+    Harmonics (pitch, notes) sit at quefrencies of a period and above (64-160 samples for speech at 16 kHz), so a
+    lifter of about 30 keeps the envelope (formants, timbre) and drops them.
+    """
+    cepstrum = tf.signal.irfft(tf.complex(log_spectrum, tf.zeros_like(log_spectrum)))
+    quefrencies = tf.range(tf.shape(cepstrum)[-1])
+    keep = (quefrencies < lifter) | (quefrencies > tf.shape(cepstrum)[-1] - lifter)
+    return tf.math.real(tf.signal.rfft(cepstrum * tf.cast(keep, cepstrum.dtype)))
+
+
 def _bin_frequencies(n_bins: int, sample_rate: int) -> tf.Tensor:
     return tf.linspace(0.0, sample_rate / 2.0, n_bins)
 

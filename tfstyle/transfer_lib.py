@@ -498,12 +498,7 @@ def keep_envelope_change(result: tf.Tensor, content: tf.Tensor, lifter: int) -> 
     Log-magnitudes [frames, bins]. What the optimisation did to the envelope (timbre, formants) stays; what it did
     to the fine structure (harmonics: pitch, notes) is undone.
     """
-    change = result - content
-    cepstrum = tf.signal.irfft(tf.complex(change, tf.zeros_like(change)))
-    quefrencies = tf.range(tf.shape(cepstrum)[-1])
-    keep = (quefrencies < lifter) | (quefrencies > tf.shape(cepstrum)[-1] - lifter)
-    envelope = tf.math.real(tf.signal.rfft(cepstrum * tf.cast(keep, cepstrum.dtype)))
-    return content + envelope
+    return content + spectral_ops.spectral_envelope(result - content, lifter)
 
 
 def match_frame_loudness(result: tf.Tensor, content: tf.Tensor) -> tf.Tensor:

@@ -1,9 +1,11 @@
 """`content_encoder`: a content representation that follows what is said and not who says it.
 
-Each clip's log spectrogram, less its own mean over time (the long-term spectrum is mostly the voice), feeds a
-learnt per-frame projection and four dilated 1-D convolutions over time (kernel 5, then 3 with dilation 2, 4, 8:
-about half a second of context; each conv -> ReLU -> BatchNorm). A dense map gives the "content" layer, normalised
-per channel over the clip's frames, so that a voice's overall level and spread of each channel are gone too.
+Each frame's spectral envelope (the log spectrum's cepstrum below `input_lifter`: formants without the harmonics,
+so without the voice's pitch), less the clip's mean envelope over time (the long-term spectrum is mostly the
+voice), feeds a learnt per-frame projection and four dilated 1-D convolutions over time (kernel 5, then 3 with
+dilation 2, 4, 8: about half a second of context; each conv -> ReLU -> BatchNorm). A dense map gives the
+"content" layer, normalised per channel over the clip's frames, so that a voice's overall level and spread of each
+channel are gone too.
 
 Trained only as a parallel corpus allows (tfstyle.aligned_data: one sentence in two voices, frames aligned by DTW):
   - frame contrast: a frame's content vector is nearer its aligned frame in the other voice than any other frame
@@ -17,7 +19,7 @@ The "content" layer is the model's one feature layer, with the role "content": t
 import keras
 import tensorflow as tf
 
-from tfstyle import aligned_data, configs, registry
+from tfstyle import aligned_data, configs, registry, spectral_ops
 from tfstyle.models.base import FixedSignalModel, log_magnitude_of, track_layers, waveform_spec
 
 _KERNELS_AND_DILATIONS = ((5, 1), (3, 2), (3, 4), (3, 8))
@@ -43,10 +45,11 @@ class ContentEncoder(FixedSignalModel):
     feature_layer_names = ("content",)
     FEATURE_ROLE = "content"
 
-    def __init__(self, *, sample_rate, frame_length, frame_step, projection, channels, content_dim,
+    def __init__(self, *, sample_rate, frame_length, frame_step, input_lifter, projection, channels, content_dim,
                  frame_temperature, gram_temperature, gram_weight, speaker_confusion_weight, num_speakers,
                  **kwargs):
         super().__init__(sample_rate=sample_rate, frame_length=frame_length, frame_step=frame_step, **kwargs)
+        self.input_lifter = input_lifter
         self.projection_width, self.channels, self.content_dim = projection, channels, content_dim
         self.frame_temperature, self.gram_temperature = frame_temperature, gram_temperature
         self.gram_weight, self.speaker_confusion_weight = gram_weight, speaker_confusion_weight
@@ -77,6 +80,8 @@ class ContentEncoder(FixedSignalModel):
         log_magnitude = tf.convert_to_tensor(log_magnitude, tf.float32)
         if mask is None:
             mask = tf.ones(tf.shape(log_magnitude)[:2])
+        if self.input_lifter:
+            log_magnitude = spectral_ops.spectral_envelope(log_magnitude, self.input_lifter)
         mean, _ = _masked_moments(log_magnitude, mask)
         x = self.projection((log_magnitude - mean) * mask[..., tf.newaxis])
         for conv, norm in self.blocks:
@@ -145,7 +150,7 @@ class ContentEncoder(FixedSignalModel):
         return functions
 
     def get_config(self):
-        return {**super().get_config(), "projection": self.projection_width, "channels": self.channels,
-                "content_dim": self.content_dim, "frame_temperature": self.frame_temperature,
+        return {**super().get_config(), "input_lifter": self.input_lifter, "projection": self.projection_width,
+                "channels": self.channels, "content_dim": self.content_dim, "frame_temperature": self.frame_temperature,
                 "gram_temperature": self.gram_temperature, "gram_weight": self.gram_weight,
                 "speaker_confusion_weight": self.speaker_confusion_weight, "num_speakers": self.num_speakers}
