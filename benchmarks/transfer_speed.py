@@ -17,7 +17,8 @@ Everything is measured in the same run, on the example violin (content) and pian
   (d) the whole command, `python -m tfstyle.transfer` with its defaults (files in, files out), in a fresh process
       each: wall time, time per second of audio and peak RSS at --seconds of content and, with --scaling, at 60 s
       and --long_seconds (10 minutes) of content; the style clip stays --seconds long. A clip longer than
-      --gram_window frames goes in chunks, so the peak should not grow with length beyond the audio itself.
+      --gram_window frames goes in chunks, so the peak should not grow with length beyond the audio itself. Then
+      the same at --seconds with --compare_flags added (by default a content loss through content_encoder).
   (e) what the defaults stand on: wall time, style loss, content loss and melody of default transfers (Adam)
       cut to fewer steps and of short L-BFGS runs, on both shipped example pairs (whole clips, at their own rate).
 """
@@ -41,6 +42,9 @@ flags.DEFINE_integer("timed_steps", 10, "Steps timed per path in (b).")
 flags.DEFINE_bool("scaling", True, "Also measure 5 s and 60 s clips (d).")
 flags.DEFINE_string("parts", "bcde", "Parts to run after (a), e.g. --parts=b for the step times only.")
 flags.DEFINE_float("long_seconds", 600.0, "The longest clip (d) measures with --scaling.")
+flags.DEFINE_string("compare_flags", "--content_model=content_encoder --content_weight=10",
+                    "(d) also runs the command at --seconds with these transfer flags added (separated by ' '), "
+                    "beside the defaults; empty: not.")
 flags.DEFINE_string("child", None, "Internal: run the transfer command with these flags (separated by ' ') and "
                     "print its peak RSS as JSON.")
 FLAGS = flags.FLAGS
@@ -156,8 +160,9 @@ def peak_rss_mb() -> float:
     return int(fields["VmHWM"].split()[0]) / 1024
 
 
-def run_child(folder: str, seconds: float) -> dict:
-    """The transfer command on --seconds of violin looped to `seconds` (style: --seconds of piano)."""
+def run_child(folder: str, seconds: float, extra_flags: str = "") -> dict:
+    """The transfer command on --seconds of violin looped to `seconds` (style: --seconds of piano), with
+    `extra_flags` (separated by ' ') added."""
     paths = {}
     for role, name, length in (("content", EXAMPLE_PAIRS["music"][0], seconds),
                                ("style", EXAMPLE_PAIRS["music"][1], FLAGS.seconds)):
@@ -166,7 +171,7 @@ def run_child(folder: str, seconds: float) -> dict:
         with open(paths[role], "wb") as f:
             f.write(audio_io.encode_wav(np.resize(waveform.numpy(), int(length * SAMPLE_RATE)), SAMPLE_RATE))
     output = os.path.join(folder, f"out_{seconds:g}s.wav")
-    command = f"--content={paths['content']} --style={paths['style']} --output={output}"
+    command = f"--content={paths['content']} --style={paths['style']} --output={output} {extra_flags}".strip()
     completed = subprocess.run([sys.executable, __file__, f"--child={command}"], capture_output=True, text=True,
                                check=True)
     with open(os.path.splitext(output)[0] + ".json") as f:
@@ -232,6 +237,11 @@ def memory_and_scaling() -> None:
             print(f"    {seconds:5.0f} s clip ({report['chunks']} chunks): {report['wall_s']:7.1f} s, "
                   f"{report['wall_s'] / seconds:5.2f} s per second of audio, peak RSS {report['peak_rss_mb']:6.0f} "
                   f"MB, style loss {report['style_loss']:.4g}")
+        if FLAGS.compare_flags:
+            report = run_child(folder, FLAGS.seconds, FLAGS.compare_flags)
+            print(f"    {FLAGS.seconds:5.0f} s clip with {FLAGS.compare_flags}: {report['wall_s']:7.1f} s, "
+                  f"{report['wall_s'] / FLAGS.seconds:5.2f} s per second of audio, peak RSS "
+                  f"{report['peak_rss_mb']:6.0f} MB")
 
 
 def trade_offs(model) -> None:
