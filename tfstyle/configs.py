@@ -373,9 +373,14 @@ class ExperimentConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TransferConfig:
-    """Settings of the style-transfer optimisation (see tfstyle.transfer).
+    """Settings of a style transfer (see tfstyle.transfer).
 
     Attributes:
+        method: "source_filter" converts a voice (tfstyle.source_filter: pitch range, vocal-tract length and
+            envelope statistics moved to the style's, then resynthesised); "gram" optimises the spectrogram
+            through --model's features (the other settings below); "auto" takes source_filter when both clips
+            sound like speech (`source_filter.sounds_like_speech`) and gram otherwise. A model that recombines
+            content and style itself (conv_vae) does so under "auto".
         steps: optimiser steps.
         learning_rate: Adam's initial step size, in log1p-magnitude units.
         learning_rate_decay: the learning rate is multiplied by this over the whole run (exponential decay).
@@ -406,6 +411,7 @@ class TransferConfig:
             pauses and the loudness contour stay the content's.
     """
 
+    method: str = _choice("auto", ("auto", "source_filter", "gram"))
     steps: int = 100
     learning_rate: float = 0.1
     learning_rate_decay: float = 0.1

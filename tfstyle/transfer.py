@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import flags
 
 from tfstyle import (audio_io, chunking, cli, config_flags, configs, fileutil, loading, progress, registry,
-                     spectral_ops, transfer_lib)
+                     source_filter, spectral_ops, transfer_lib)
 from tfstyle.errors import InputError
 
 
@@ -274,8 +274,26 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
     if working_rate != output_rate:
         rate_owner = content_resolved.name if content_model is not None else resolved.name
         log(f"working at {working_rate} Hz ({rate_owner}'s rate); the output is resampled to {output_rate} Hz")
-    if spec.transfer == "recombine":
+    method = choose_method(config.method, spec, content_wave, style_wave, working_rate,
+                           content_loss_model=content_resolved is not None)
+    conversion = None
+    if method == "source_filter":
+        log("source-filter conversion: pitch range, vocal-tract length and spectral envelope moved to the style's"
+            + (" (both clips sound like speech; --method=gram for the Gram optimisation)"
+               if config.method == "auto" else ""))
+        waveform, conversion = source_filter.transfer(content_wave, style_wave, working_rate, seed=config.seed)
+        settings = {"method": method, "seed": config.seed}
+        result = transfer_lib.AudioTransferResult(
+            waveform=waveform, history=[{}], output_losses={}, precision="float32", chunks=1,
+            spectral_convergence=None,
+            content_panel=chunking.pool_columns(
+                spectral_ops.log_magnitude_spectrogram(content_wave, **stft_settings).numpy()),
+            result_panel=chunking.pool_columns(
+                spectral_ops.log_magnitude_spectrogram(waveform, **stft_settings).numpy()))
+        lap("transfer_s")
+    elif spec.transfer == "recombine":
         # Content and style pipelines (conv_vae): one forward pass recombines them, nothing to optimise.
+        method = "recombine"
         log("recombining the content latent with the style embedding")
         content = spectral_ops.log_magnitude_spectrogram(content_wave, **stft_settings)
         log_magnitude = model.recombine(content_wave[tf.newaxis], style_wave[tf.newaxis]).numpy()[0]
@@ -290,7 +308,7 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
     else:
         requested = config.precision
         config = dataclasses.replace(config, precision=transfer_lib.resolve_precision(model, config.precision))
-        settings = dataclasses.asdict(config)
+        settings = {**dataclasses.asdict(config), "method": method}
         chunks = transfer_lib.plan_chunks(int(content_wave.shape[0]), config, **stft_settings)
         frames = chunks[-1].end
         chosen = " (auto: faster on this CPU)" if requested == "auto" and config.precision == "bfloat16" else ""
@@ -331,6 +349,8 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
         "working_sample_rate": working_rate,
         "stft": stft_settings,
         "duration_s": round(output_length / output_rate, 3),
+        "method": method,
+        **({"source_filter": conversion.as_dict()} if conversion is not None else {}),
         "settings": settings,
         "precision": result.precision,
         "loss_start": result.history[0],
@@ -366,6 +386,25 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
                         f"{_losses_text(result.output_losses)}")
     log(message)
     return report
+
+
+def choose_method(requested: str, spec, content_wave: tf.Tensor, style_wave: tf.Tensor, sample_rate: int, *,
+                  content_loss_model: bool = False) -> str:
+    """The method a transfer runs: "source_filter", "gram" or (conv_vae's) "recombine" (see TransferConfig.method).
+
+    Under "auto" a model that recombines keeps to that, and a content loss through --content_model asks for the
+    Gram optimisation; otherwise two clips that both sound like speech get the source-filter conversion, which moves
+    a voice where the Gram optimisation cannot (README, quality section), and anything else the Gram optimisation.
+    """
+    if requested != "auto":
+        return requested
+    if spec.transfer == "recombine":
+        return "recombine"
+    if content_loss_model:
+        return "gram"
+    speech = (source_filter.sounds_like_speech(style_wave, sample_rate)
+              and source_filter.sounds_like_speech(content_wave, sample_rate))
+    return "source_filter" if speech else "gram"
 
 
 def log(line: str) -> None:

@@ -1,0 +1,299 @@
+"""Source-filter voice conversion: the content's words and intonation in the style voice's pitch range, vocal-tract
+length and spectral envelope.
+
+A voice is, to a good approximation, a source (the glottal pulses: pitch) through a filter (the vocal tract: the
+spectral envelope). Identity lives largely in the pitch range, the vocal-tract length and the envelope's shape; the
+words live in how the envelope moves and the intonation in the pitch contour. So:
+
+- `analyse`: f0 by librosa's pYIN, and each frame's true envelope (cepstral smoothing iterated so that it hugs the
+  harmonic peaks instead of running between peaks and valleys), in tf.signal.
+- `convert`: log-f0 moved to the style's mean and spread (the contour's shape stays); the envelope's frequency axis
+  warped by the factor that best matches the style's mean envelope (vocal-tract length); then, for voiced and for
+  unvoiced frames apart, each frequency's mean and spread over time moved to the style's.
+- `synthesise`: harmonics at the new f0 with amplitudes read off the envelope, and noise shaped by the envelope
+  where the content is unvoiced (weakly, and only at high frequencies, where it is voiced); each frame's loudness is
+  then the content's, so pauses stay pauses.
+
+Measured on the dev pairs, this is what moves a voice (tfstyle's README, quality section); a Gram-matrix
+optimisation of the whole spectrum cannot move the pitch, and it smears what the envelope does over time.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tfstyle import spectral_ops
+
+# Time constants, so that every rate gets the same analysis: a 32 ms window with a 5 ms hop resolves the harmonics
+# of a voice above about 90 Hz while following formant movement; the lifter keeps quefrencies below 3.1 ms, under
+# the period of any speaking pitch up to 320 Hz (what lies above it is the harmonics, not the envelope).
+WINDOW_S = 0.032
+HOP_S = 0.005
+LIFTER_S = 0.003125
+F0_RANGE_HZ = (50.0, 500.0)
+SPEECH_MAX_SCORE = 1.2  # see sounds_like_speech
+_WARP_FACTORS = np.linspace(0.8, 1.25, 19)  # vocal-tract length ratios from a child's to a large man's
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The analysis's STFT and lifter at one sample rate (see `settings_for`)."""
+
+    sample_rate: int
+    frame_length: int
+    frame_step: int
+    fft_length: int
+    lifter: int
+
+    @property
+    def stft(self) -> dict:
+        return dict(frame_length=self.frame_length, frame_step=self.frame_step, fft_length=self.fft_length)
+
+
+def settings_for(sample_rate: int) -> Settings:
+    frame_length = round(WINDOW_S * sample_rate)
+    return Settings(sample_rate=sample_rate, frame_length=frame_length, frame_step=round(HOP_S * sample_rate),
+                    fft_length=int(2 ** np.ceil(np.log2(2 * frame_length))), lifter=round(LIFTER_S * sample_rate))
+
+
+@dataclasses.dataclass
+class Analysis:
+    """What `analyse` finds in a clip.
+
+    Attributes:
+        f0: fundamental frequency per frame in Hz, float64 [frames]; NaN where unvoiced.
+        voiced: bool [frames].
+        log_envelope: natural-log spectral envelope of |STFT|, float32 [frames, bins].
+        length: the clip's samples.
+    """
+
+    f0: np.ndarray
+    voiced: np.ndarray
+    log_envelope: tf.Tensor
+    length: int
+
+
+def sounds_like_speech(waveform: tf.Tensor, sample_rate: int) -> bool:
+    """Whether a clip is pitched the way speech is rather than the way a melody is, from a quick pYIN pass at
+    8 kHz: speech is voiced part of the time (pauses, unvoiced consonants) and its pitch glides, while a melody is
+    pitched nearly throughout and holds each note. The score is the share of voiced 20 ms frames plus the share of
+    steps between voiced frames that hold the pitch (within 0.05 semitones); on the corpus it is 0.47-0.96 for
+    every speech file and 1.39-1.92 for every melody, so `SPEECH_MAX_SCORE` sits in between."""
+    import librosa  # Deferred: only the analysis needs it, and it is slow to import.
+
+    from tfstyle import audio_io
+
+    rate = 8000
+    waveform = audio_io.resample(tf.convert_to_tensor(waveform, tf.float32), rate_in=sample_rate, rate_out=rate)
+    if int(waveform.shape[0]) < 512:
+        return False
+    f0, voiced, _ = librosa.pyin(waveform.numpy(), fmin=F0_RANGE_HZ[0], fmax=F0_RANGE_HZ[1], sr=rate,
+                                 frame_length=512, hop_length=160)
+    steps = np.abs(np.diff(12 * np.log2(f0)))[voiced[1:] & voiced[:-1]]
+    held = float(np.mean(steps < 0.05)) if steps.size else 0.0
+    return float(np.mean(voiced)) + held < SPEECH_MAX_SCORE
+
+
+def true_envelope(log_spectrum: tf.Tensor, lifter: int, iterations: int = 8) -> tf.Tensor:
+    """The smooth curve through the peaks of log spectra [..., bins]: cepstral smoothing, where each pass raises the
+    target to the spectrum wherever the last envelope fell below it (the "true envelope" of Roebel and Rodet).
+
+    One pass is `spectral_ops.spectral_envelope`, which runs midway between harmonics and valleys; the harmonics'
+    own levels are what a synthesiser needs.
+    """
+    target, envelope = log_spectrum, log_spectrum
+    for _ in range(iterations):
+        envelope = spectral_ops.spectral_envelope(target, lifter)
+        target = tf.maximum(log_spectrum, envelope)
+    return envelope
+
+
+def analyse(waveform: tf.Tensor, settings: Settings) -> Analysis:
+    """f0, voicing and true envelope of a mono float32 waveform at `settings.sample_rate`."""
+    import librosa  # Deferred: only the analysis needs it, and it is slow to import.
+
+    waveform = tf.convert_to_tensor(waveform, tf.float32)
+    length = int(waveform.shape[0])
+    magnitude = tf.abs(spectral_ops.stft(waveform, **settings.stft))
+    frames = int(magnitude.shape[0])
+    log_envelope = true_envelope(tf.math.log(magnitude + 1e-7), settings.lifter)
+    f0, voiced, _ = librosa.pyin(waveform.numpy(), fmin=F0_RANGE_HZ[0], fmax=F0_RANGE_HZ[1], sr=settings.sample_rate,
+                                 frame_length=int(2 ** np.ceil(np.log2(2 * settings.frame_length))),
+                                 hop_length=settings.frame_step)
+    f0, voiced = _fit(f0, frames, np.nan), _fit(voiced, frames, False)
+    voiced &= np.isfinite(f0)
+    return Analysis(f0=f0, voiced=voiced, log_envelope=log_envelope, length=length)
+
+
+def _fit(values: np.ndarray, frames: int, fill) -> np.ndarray:
+    # pYIN pads its frames a little differently from tfstyle's centred STFT: at most a frame or two at the end.
+    out = np.full(frames, fill, dtype=values.dtype)
+    out[: min(frames, len(values))] = values[:frames]
+    return out
+
+
+def move_pitch(content: Analysis, style: Analysis) -> np.ndarray:
+    """The content's f0 with its log mean and spread those of the style's voiced frames; the contour keeps its shape."""
+    f0 = content.f0.copy()
+    if content.voiced.sum() < 2 or style.voiced.sum() < 2:
+        return f0
+    log_content, log_style = np.log(content.f0[content.voiced]), np.log(style.f0[style.voiced])
+    spread = log_style.std() / max(log_content.std(), 1e-6)
+    f0[content.voiced] = np.exp((log_content - log_content.mean()) * spread + log_style.mean())
+    return f0
+
+
+def warp_frequencies(log_envelope: tf.Tensor, factor: float) -> tf.Tensor:
+    """Envelopes [..., bins] with the frequency axis scaled: what was at bin b moves to bin b * factor (a factor
+    above 1 is a shorter vocal tract: formants move up). Past the last bin the edge value holds."""
+    bins = int(log_envelope.shape[-1])
+    source = np.clip(np.arange(bins) / factor, 0, bins - 1)
+    below = np.floor(source).astype(np.int32)
+    above = np.minimum(below + 1, bins - 1)
+    fraction = tf.constant(source - below, tf.float32)
+    return (tf.gather(log_envelope, below, axis=-1) * (1 - fraction)
+            + tf.gather(log_envelope, above, axis=-1) * fraction)
+
+
+def vocal_tract_factor(content: Analysis, style: Analysis) -> float:
+    """The warp factor (0.8-1.25) under which the content's mean voiced envelope correlates best with the style's,
+    over the lower four fifths of the band (the top is mostly noise and the anti-aliasing roll-off)."""
+    if content.voiced.sum() < 2 or style.voiced.sum() < 2:
+        return 1.0
+    content_mean = tf.reduce_mean(tf.boolean_mask(content.log_envelope, content.voiced), axis=0)
+    style_mean = tf.reduce_mean(tf.boolean_mask(style.log_envelope, style.voiced), axis=0).numpy()
+    top = int(content_mean.shape[0]) * 4 // 5
+    scores = [np.corrcoef(warp_frequencies(content_mean, factor).numpy()[:top], style_mean[:top])[0, 1]
+              for factor in _WARP_FACTORS]
+    return float(_WARP_FACTORS[int(np.argmax(scores))])
+
+
+def _smooth_along_bins(values: tf.Tensor, width: int = 9) -> tf.Tensor:
+    """Moving average of [bins] over `width` bins (about 140 Hz at 16 kHz), reflected at the band's edges."""
+    padded = tf.pad(values[tf.newaxis, :, tf.newaxis], [[0, 0], [width // 2, width // 2], [0, 0]], mode="REFLECT")
+    return tf.nn.conv1d(padded, tf.ones([width, 1, 1]) / width, stride=1, padding="VALID")[0, :, 0]
+
+
+def match_envelope_statistics(log_envelope: tf.Tensor, mask: np.ndarray, style_log_envelope: tf.Tensor,
+                              style_mask: np.ndarray) -> tf.Tensor:
+    """The frames of `log_envelope` [frames, bins] where `mask` holds, with each frequency's mean and spread over
+    time moved to those of the style's frames where `style_mask` holds (smoothed along frequency; the spread's
+    ratio kept within 0.5-2 so that one odd frequency cannot blow up). Other frames are returned unchanged."""
+    if mask.sum() < 3 or style_mask.sum() < 3:
+        return log_envelope
+    ours, theirs = tf.boolean_mask(log_envelope, mask), tf.boolean_mask(style_log_envelope, style_mask)
+    mean, spread = tf.reduce_mean(ours, 0), tf.math.reduce_std(ours, 0) + 1e-3
+    ratio = tf.clip_by_value(_smooth_along_bins((tf.math.reduce_std(theirs, 0) + 1e-3) / spread), 0.5, 2.0)
+    shift = _smooth_along_bins(tf.reduce_mean(theirs, 0) - mean)
+    moved = (log_envelope - mean) * ratio + mean + shift
+    return tf.where(tf.constant(mask)[:, tf.newaxis], moved, log_envelope)
+
+
+@dataclasses.dataclass
+class Conversion:
+    """What `convert` did (recorded in the transfer's JSON)."""
+
+    vocal_tract_factor: float
+    content_median_f0: float
+    style_median_f0: float
+    result_median_f0: float
+
+    def as_dict(self) -> dict:
+        return {name: round(value, 3) for name, value in dataclasses.asdict(self).items()}
+
+
+def convert(content: Analysis, style: Analysis, settings: Settings, *, seed: int = 0) -> tuple[np.ndarray, Conversion]:
+    """The content clip in the style's voice: (float32 waveform as long as the content, what was done)."""
+    f0 = move_pitch(content, style)
+    factor = vocal_tract_factor(content, style)
+    envelope = warp_frequencies(content.log_envelope, factor)
+    for voiced in (True, False):
+        envelope = match_envelope_statistics(envelope, content.voiced == voiced, style.log_envelope,
+                                             style.voiced == voiced)
+    waveform = synthesise(f0, content.voiced, envelope, settings, length=content.length, seed=seed)
+    median = lambda values, mask: float(np.median(values[mask])) if mask.any() else 0.0  # noqa: E731
+    return waveform, Conversion(vocal_tract_factor=factor, content_median_f0=median(content.f0, content.voiced),
+                                style_median_f0=median(style.f0, style.voiced),
+                                result_median_f0=median(f0, content.voiced))
+
+
+def synthesise(f0: np.ndarray, voiced: np.ndarray, log_envelope: tf.Tensor, settings: Settings, *, length: int,
+               seed: int = 0, block: int = 16384) -> np.ndarray:
+    """A waveform from f0 [frames] (Hz), voicing [frames] and natural-log envelopes [frames, bins]: harmonics where
+    voiced, envelope-shaped noise where not. Harmonics are summed `block` samples at a time, so that memory holds
+    [block, harmonics], not [length, harmonics]."""
+    frames, bins = int(log_envelope.shape[0]), int(log_envelope.shape[1])
+    rate, hop = settings.sample_rate, settings.frame_step
+    envelope = tf.exp(log_envelope)
+    window = spectral_ops._window(settings.frame_length)
+
+    # f0 runs on through unvoiced gaps, so that the harmonics' phase is continuous where voicing resumes.
+    voiced_frames = np.flatnonzero(voiced)
+    filled = (np.interp(np.arange(frames), voiced_frames, f0[voiced_frames]) if voiced_frames.size
+              else np.full(frames, 100.0))
+    positions = np.arange(length) / hop
+    f0_per_sample = np.interp(positions, np.arange(frames), filled)
+    phase = np.mod(2 * np.pi * np.cumsum(f0_per_sample) / rate, 2 * np.pi)  # float64: exact over long clips
+    voicing = np.interp(positions, np.arange(frames), voiced.astype(np.float64)).astype(np.float32)
+
+    # Amplitude of harmonic k in frame t: the envelope at k * f0, as a sinusoid's amplitude (a peak of |STFT|
+    # is amplitude * sum(window) / 2).
+    harmonics = int(rate / 2 / max(filled.min(), F0_RANGE_HZ[0]))
+    number = np.arange(1, harmonics + 1)
+    frequency = filled[:, None] * number[None, :]
+    bin_position = np.clip(frequency * settings.fft_length / rate, 0, bins - 1)
+    below = np.floor(bin_position).astype(np.int32)
+    fraction = tf.constant(bin_position - below, tf.float32)
+    rows = np.broadcast_to(np.arange(frames)[:, None], below.shape)
+    at = lambda b: tf.gather_nd(envelope, np.stack([rows, b], -1))  # noqa: E731
+    amplitude = (at(below) * (1 - fraction) + at(np.minimum(below + 1, bins - 1)) * fraction)
+    amplitude *= tf.constant(frequency < 0.95 * rate / 2, tf.float32) * (2.0 / tf.reduce_sum(window))
+
+    pieces = []
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        where = positions[start:stop]
+        lower = np.minimum(np.floor(where).astype(np.int32), frames - 1)
+        upper = np.minimum(lower + 1, frames - 1)
+        step = tf.constant((where - lower)[:, None], tf.float32)
+        gains = tf.gather(amplitude, lower) * (1 - step) + tf.gather(amplitude, upper) * step
+        waves = tf.sin(tf.constant(np.mod(phase[start:stop, None] * number[None, :], 2 * np.pi), tf.float32))
+        pieces.append(tf.reduce_sum(gains * waves, axis=1))
+    harmonic = tf.concat(pieces, 0) * voicing
+
+    # Noise: all of it where unvoiced; where voiced, a little, rising from 3 kHz (breath in the upper band).
+    # White noise of unit variance has E|STFT|^2 = sum(window^2), hence the scale.
+    noise = tf.random.stateless_normal([length], seed=[seed, 7])
+    spectrum = spectral_ops.stft(noise, **settings.stft)[:frames]
+    band = np.arange(bins) * rate / settings.fft_length
+    voiced_share = np.clip((band - 3000.0) / 3000.0, 0.0, 1.0) * 0.5 + 0.03
+    share = np.where(voiced[:, None], voiced_share[None, :], 1.0).astype(np.float32)
+    shaped = spectrum * tf.cast(envelope * share / tf.norm(window), tf.complex64)
+    aperiodic = spectral_ops.inverse_stft(shaped, length=length, **settings.stft)
+    return (harmonic + aperiodic).numpy()
+
+
+def match_loudness(waveform: np.ndarray, reference: np.ndarray, settings: Settings) -> np.ndarray:
+    """`waveform` with each hop's loudness (RMS over a window of four hops) that of `reference`: pauses and the
+    loudness contour stay the content's."""
+    hop = settings.frame_step
+
+    def frame_rms(signal):
+        frames = tf.signal.frame(tf.pad(tf.constant(signal, tf.float32), [[2 * hop, 2 * hop]]), 4 * hop, hop)
+        return tf.sqrt(tf.reduce_mean(frames ** 2, axis=-1) + 1e-10).numpy()
+
+    ours, theirs = frame_rms(waveform), frame_rms(reference)
+    count = min(len(ours), len(theirs))
+    gain = np.minimum(theirs[:count] / ours[:count], 100.0)
+    centres = np.arange(count) * hop
+    return (waveform * np.interp(np.arange(len(waveform)), centres, gain)).astype(np.float32)
+
+
+def transfer(content: tf.Tensor, style: tf.Tensor, sample_rate: int, *, seed: int = 0) -> tuple[np.ndarray,
+                                                                                              Conversion]:
+    """The whole conversion, waveforms to waveform: (the content in the style's voice, with the content's loudness
+    frame by frame; what was done)."""
+    settings = settings_for(sample_rate)
+    waveform, conversion = convert(analyse(content, settings), analyse(style, settings), settings, seed=seed)
+    return match_loudness(waveform, np.asarray(content), settings), conversion
