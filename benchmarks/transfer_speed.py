@@ -19,6 +19,9 @@ Everything is measured in the same run, on the example violin (content) and pian
       and --long_seconds (10 minutes) of content; the style clip stays --seconds long. A clip longer than
       --gram_window frames goes in chunks, so the peak should not grow with length beyond the audio itself. Then
       the same at --seconds with --compare_flags added (by default a content loss through content_encoder).
+  (f) speech: the command with its defaults (for two speech clips: the source-filter conversion) on the example
+      speech pair looped to --seconds at 16 kHz, beside the same with --method=gram (the Gram optimisation, the
+      default for speech before), fresh processes in the same run: wall time, time per second of audio, peak RSS.
   (e) what the defaults stand on: wall time, style loss, content loss and melody of default transfers (Adam)
       cut to fewer steps and of short L-BFGS runs, on both shipped example pairs (whole clips, at their own rate).
 """
@@ -40,7 +43,7 @@ flags.DEFINE_float("seconds", 10.0, "Clip length in seconds.")
 flags.DEFINE_integer("reference_steps", 300, "L-BFGS steps of the original settings.")
 flags.DEFINE_integer("timed_steps", 10, "Steps timed per path in (b).")
 flags.DEFINE_bool("scaling", True, "Also measure 5 s and 60 s clips (d).")
-flags.DEFINE_string("parts", "bcde", "Parts to run after (a), e.g. --parts=b for the step times only.")
+flags.DEFINE_string("parts", "bcdef", "Parts to run after (a), e.g. --parts=b for the step times only.")
 flags.DEFINE_float("long_seconds", 600.0, "The longest clip (d) measures with --scaling.")
 flags.DEFINE_string("compare_flags", "--content_model=content_encoder --content_weight=10",
                     "(d) also runs the command at --seconds with these transfer flags added (separated by ' '), "
@@ -160,16 +163,17 @@ def peak_rss_mb() -> float:
     return int(fields["VmHWM"].split()[0]) / 1024
 
 
-def run_child(folder: str, seconds: float, extra_flags: str = "") -> dict:
-    """The transfer command on --seconds of violin looped to `seconds` (style: --seconds of piano), with
-    `extra_flags` (separated by ' ') added."""
+def run_child(folder: str, seconds: float, extra_flags: str = "", pair: str = "music") -> dict:
+    """The transfer command on the example `pair`'s content looped to `seconds` (style: its style clip looped to
+    --seconds), with `extra_flags` (separated by ' ') added; music at 22.05 kHz, speech at 16 kHz."""
     paths = {}
-    for role, name, length in (("content", EXAMPLE_PAIRS["music"][0], seconds),
-                               ("style", EXAMPLE_PAIRS["music"][1], FLAGS.seconds)):
-        waveform, _ = audio_io.load_audio(os.path.join(EXAMPLES, name), sample_rate=SAMPLE_RATE)
-        paths[role] = os.path.join(folder, f"{role}_{length:g}s.wav")
+    rate = SAMPLE_RATE if pair == "music" else 16000
+    for role, name, length in (("content", EXAMPLE_PAIRS[pair][0], seconds),
+                               ("style", EXAMPLE_PAIRS[pair][1], FLAGS.seconds)):
+        waveform, _ = audio_io.load_audio(os.path.join(EXAMPLES, name), sample_rate=rate)
+        paths[role] = os.path.join(folder, f"{pair}_{role}_{length:g}s.wav")
         with open(paths[role], "wb") as f:
-            f.write(audio_io.encode_wav(np.resize(waveform.numpy(), int(length * SAMPLE_RATE)), SAMPLE_RATE))
+            f.write(audio_io.encode_wav(np.resize(waveform.numpy(), int(length * rate)), rate))
     output = os.path.join(folder, f"out_{seconds:g}s.wav")
     command = f"--content={paths['content']} --style={paths['style']} --output={output} {extra_flags}".strip()
     completed = subprocess.run([sys.executable, __file__, f"--child={command}"], capture_output=True, text=True,
@@ -177,7 +181,7 @@ def run_child(folder: str, seconds: float, extra_flags: str = "") -> dict:
     with open(os.path.splitext(output)[0] + ".json") as f:
         report = json.load(f)
     return {**json.loads(completed.stdout.strip().splitlines()[-1]), "chunks": report["chunks"],
-            "style_loss": report["loss_end"]["style_loss"]}
+            "style_loss": report["loss_end"].get("style_loss", float("nan")), "method": report["method"]}
 
 
 def step_times(rates, model, reference, content, style) -> None:
@@ -244,6 +248,19 @@ def memory_and_scaling() -> None:
                   f"{report['peak_rss_mb']:6.0f} MB")
 
 
+def speech_methods() -> None:
+    import tempfile
+
+    print(f"(f) the transfer command on {FLAGS.seconds:g} s of the example speech pair, fresh process each: wall time "
+          "(start-up included), time per second of audio, peak RSS")
+    with tempfile.TemporaryDirectory() as folder:
+        for extra in ("", "--method=gram"):
+            report = run_child(folder, FLAGS.seconds, extra, pair="speech")
+            print(f"    {extra or 'defaults':>14} ({report['method']}): {report['wall_s']:7.1f} s, "
+                  f"{report['wall_s'] / FLAGS.seconds:5.2f} s per second of audio, peak RSS "
+                  f"{report['peak_rss_mb']:6.0f} MB")
+
+
 def trade_offs(model) -> None:
     defaults = configs.TransferConfig()
     print("(e) shorter runs and L-BFGS against the defaults, on the shipped pairs: wall time, style loss, content "
@@ -288,6 +305,8 @@ def main(argv):
         memory_and_scaling()
     if "e" in FLAGS.parts:
         trade_offs(model)
+    if "f" in FLAGS.parts:
+        speech_methods()
 
 
 if __name__ == "__main__":

@@ -157,3 +157,23 @@ def test_cli_shipped_speech_example_takes_the_source_filter_and_music_the_gram(t
     music = [audio_io.load_audio(f"{examples}/music/{name}.wav") for name in ("content_violin_m06",
                                                                               "style_piano_m02")]
     assert not any(source_filter.sounds_like_speech(waveform, rate) for waveform, rate in music)
+
+
+def test_a_long_clip_goes_in_pieces_cut_in_its_pauses():
+    pause = (0.4, 0.55)
+    content_wave = np.concatenate([voice(f0=110.0, formant=600.0, pause=pause, seed=seed) for seed in range(3)])
+    cuts = source_filter.quiet_cuts(content_wave, RATE, chunk_seconds=1.0)
+    assert cuts[0][0] == 0 and cuts[-1][1] == content_wave.size
+    assert all(a[1] == b[0] and b[1] - b[0] <= RATE for a, b in zip(cuts, cuts[1:]))
+    for _, cut in cuts[:-1]:  # each cut lands in a pause (voice() is 0.9 s long)
+        within = (cut / RATE) % 0.9
+        assert pause[0] <= within <= pause[1], cut / RATE
+    waveform, conversion = source_filter.transfer(content_wave, voice(f0=220.0, formant=900.0), RATE,
+                                                  chunk_seconds=1.0)
+    assert conversion.pieces == len(cuts) >= 3 and waveform.shape == content_wave.shape
+    _, whole = source_filter.transfer(content_wave, voice(f0=220.0, formant=900.0), RATE)
+    assert abs(conversion.result_median_f0 - whole.result_median_f0) < 5.0
+    # Every piece is as loud as the content where the content sounds.
+    t = np.arange(content_wave.size) / RATE % 0.9
+    sound = (t > 0.1) & (t < 0.35)
+    assert 0.8 < np.sqrt(np.mean(waveform[sound] ** 2)) / np.sqrt(np.mean(content_wave[sound] ** 2)) < 1.25

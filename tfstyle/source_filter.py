@@ -33,6 +33,7 @@ HOP_S = 0.005
 LIFTER_S = 0.003125
 F0_RANGE_HZ = (50.0, 500.0)
 SPEECH_MAX_SCORE = 1.2  # see sounds_like_speech
+CHUNK_S = 20.0  # longer content clips are converted piece by piece (see `transfer`): about 0.5 GB at most
 _WARP_FACTORS = np.linspace(0.8, 1.25, 19)  # vocal-tract length ratios from a child's to a large man's
 
 
@@ -198,6 +199,7 @@ class Conversion:
     content_median_f0: float
     style_median_f0: float
     result_median_f0: float
+    pieces: int = 1  # how many pieces a long clip was converted in (see `transfer`)
 
     def as_dict(self) -> dict:
         return {name: round(value, 3) for name, value in dataclasses.asdict(self).items()}
@@ -290,10 +292,41 @@ def match_loudness(waveform: np.ndarray, reference: np.ndarray, settings: Settin
     return (waveform * np.interp(np.arange(len(waveform)), centres, gain)).astype(np.float32)
 
 
-def transfer(content: tf.Tensor, style: tf.Tensor, sample_rate: int, *, seed: int = 0) -> tuple[np.ndarray,
-                                                                                              Conversion]:
+def transfer(content: tf.Tensor, style: tf.Tensor, sample_rate: int, *, seed: int = 0,
+             chunk_seconds: float = CHUNK_S) -> tuple[np.ndarray, Conversion]:
     """The whole conversion, waveforms to waveform: (the content in the style's voice, with the content's loudness
-    frame by frame; what was done)."""
+    frame by frame; what was done).
+
+    A content clip longer than `chunk_seconds` is converted piece by piece against the one analysis of the style,
+    so that memory stays that of one piece; each cut falls at the quietest 10 ms of the second before its nominal
+    place (a pause or a consonant), where the loudness match leaves next to nothing to join. The conversion's
+    figures are then the medians over the pieces.
+    """
     settings = settings_for(sample_rate)
-    waveform, conversion = convert(analyse(content, settings), analyse(style, settings), settings, seed=seed)
-    return match_loudness(waveform, np.asarray(content), settings), conversion
+    style_analysis = analyse(style, settings)
+    content = np.asarray(content, np.float32)
+    pieces, conversions = [], []
+    for start, stop in quiet_cuts(content, sample_rate, chunk_seconds):
+        piece = content[start:stop]
+        waveform, conversion = convert(analyse(piece, settings), style_analysis, settings, seed=seed)
+        pieces.append(match_loudness(waveform, piece, settings))
+        conversions.append(conversion)
+    figures = ("vocal_tract_factor", "content_median_f0", "style_median_f0", "result_median_f0")
+    merged = Conversion(**{name: float(np.median([getattr(c, name) for c in conversions])) for name in figures},
+                        pieces=len(pieces))
+    return np.concatenate(pieces), merged
+
+
+def quiet_cuts(waveform: np.ndarray, sample_rate: int, chunk_seconds: float) -> list[tuple[int, int]]:
+    """[start, stop) sample ranges covering `waveform`, each at most `chunk_seconds` long, cut at the quietest
+    10 ms window in the second before each nominal cut."""
+    length, longest = len(waveform), int(chunk_seconds * sample_rate)
+    window, search = sample_rate // 100, min(sample_rate, longest // 2)
+    cuts, start = [], 0
+    while length - start > longest:
+        lowest = start + longest - search
+        energy = np.convolve(waveform[lowest:start + longest] ** 2, np.ones(window), mode="valid")
+        cut = lowest + int(np.argmin(energy)) + window // 2
+        cuts.append((start, cut))
+        start = cut
+    return cuts + [(start, length)]
