@@ -4,8 +4,9 @@
         --style=examples/music/style_piano_m02.wav --output=out/violin_as_piano.wav
 
 writes out/violin_as_piano.wav (as long as the content clip, at its sample rate), .png (content, style and result
-spectrograms) and .json (settings, model and weights used, losses at start and end, timings). The optimisation is
-tfstyle.transfer_lib; a model that recombines content and style in one pass (conv_vae) needs none.
+spectrograms) and .json (settings, model and weights used, losses at start and end, timings). Two speech clips go
+through tfstyle.source_filter's voice conversion by default (`choose_method`); anything else through the Gram
+optimisation of tfstyle.transfer_lib; a model that recombines content and style in one pass (conv_vae) needs none.
 """
 
 import dataclasses
