@@ -67,6 +67,14 @@ def test_analysis_finds_pitch_voicing_and_formant():
     assert abs(peak_frequency(mean_voiced_envelope(analysis), settings) - 700.0) < 80.0
 
 
+def test_yin_finds_a_tone_and_no_pitch_in_noise(rng):
+    t = np.arange(8000) / 8000
+    f0, voiced = source_filter.yin(melody(notes=(173.0,))[::2], 8000)
+    assert voiced[2:-2].all() and np.all(np.abs(f0[2:-2] - 173.0) < 1.0)  # parabolic refinement: under 1 Hz
+    _, voiced = source_filter.yin((0.1 * rng.standard_normal(t.size)).astype(np.float32), 8000)
+    assert voiced.mean() < 0.1
+
+
 def test_speech_is_told_from_a_melody():
     assert source_filter.sounds_like_speech(voice(), RATE)
     assert not source_filter.sounds_like_speech(melody(), RATE)
