@@ -148,6 +148,13 @@ def test_cli_converts_speech_by_default_and_records_it(speech_pair, tmp_path):
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["method"] == "gram" and "source_filter" not in report and report["settings"]["steps"] == 2
 
+    # So does a model asked for: --model=spectrogram's features, not the conversion.
+    completed = run_transfer(f"--content={content}", f"--style={style}", f"--output={output}", "--model=spectrogram",
+                             "--steps=2", "--griffin_lim_iters=2")
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["method"] == "gram" and report["model"] == "spectrogram"
+
 
 @pytest.mark.slow
 def test_cli_shipped_speech_example_takes_the_source_filter_and_music_the_gram(tmp_path):

@@ -379,8 +379,9 @@ class TransferConfig:
         method: "source_filter" converts a voice (tfstyle.source_filter: pitch range, vocal-tract length and
             envelope statistics moved to the style's, then resynthesised); "gram" optimises the spectrogram
             through --model's features (the other settings below); "auto" takes source_filter when both clips
-            sound like speech (`source_filter.sounds_like_speech`) and gram otherwise. A model that recombines
-            content and style itself (conv_vae) does so under "auto".
+            sound like speech (`source_filter.sounds_like_speech`) and no model was asked for (see
+            tfstyle.transfer.choose_method), and gram otherwise. A model that recombines content and style itself
+            (conv_vae) does so under "auto".
         steps: optimiser steps.
         learning_rate: Adam's initial step size, in log1p-magnitude units.
         learning_rate_decay: the learning rate is multiplied by this over the whole run (exponential decay).

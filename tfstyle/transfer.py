@@ -275,8 +275,9 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
     if working_rate != output_rate:
         rate_owner = content_resolved.name if content_model is not None else resolved.name
         log(f"working at {working_rate} Hz ({rate_owner}'s rate); the output is resampled to {output_rate} Hz")
-    method = choose_method(config.method, spec, content_wave, style_wave, working_rate,
-                           content_loss_model=content_resolved is not None)
+    model_asked = (resolved.name != registry.DEFAULT_TRANSFER_MODEL or resolved.source != "built_in"
+                   or content_resolved is not None)
+    method = choose_method(config.method, spec, content_wave, style_wave, working_rate, model_asked=model_asked)
     conversion = None
     if method == "source_filter":
         log("source-filter conversion: pitch range, vocal-tract length and spectral envelope moved to the style's"
@@ -390,18 +391,19 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
 
 
 def choose_method(requested: str, spec, content_wave: tf.Tensor, style_wave: tf.Tensor, sample_rate: int, *,
-                  content_loss_model: bool = False) -> str:
+                  model_asked: bool = False) -> str:
     """The method a transfer runs: "source_filter", "gram" or (conv_vae's) "recombine" (see TransferConfig.method).
 
-    Under "auto" a model that recombines keeps to that, and a content loss through --content_model asks for the
-    Gram optimisation; otherwise two clips that both sound like speech get the source-filter conversion, which moves
-    a voice where the Gram optimisation cannot (README, quality section), and anything else the Gram optimisation.
+    Under "auto" a model that recombines keeps to that, and a model asked for (a --model other than the default,
+    --model_dir, --content_model) asks for the Gram optimisation through it; otherwise two clips that both sound
+    like speech get the source-filter conversion, which moves a voice where the Gram optimisation cannot (README,
+    quality section), and anything else the Gram optimisation.
     """
     if requested != "auto":
         return requested
     if spec.transfer == "recombine":
         return "recombine"
-    if content_loss_model:
+    if model_asked:
         return "gram"
     speech = (source_filter.sounds_like_speech(style_wave, sample_rate)
               and source_filter.sounds_like_speech(content_wave, sample_rate))
