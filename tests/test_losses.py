@@ -58,13 +58,22 @@ def test_style_loss_gradient_is_that_of_its_definition(batch, frames, explicit, 
 
 
 def test_bfloat16_matmuls_stay_close_to_float32(rng):
+    # The loss is normalised by ||G(S)||^2. The positions form (frames given) subtracts three terms of about that
+    # size, each a squared norm of bfloat16-rounded products (relative error <= 2^-8 each), so its error is at
+    # most ~3 * 2^-8 of the normaliser on any CPU, however close the two Grams are; the C x C form keeps the
+    # loss's own relative precision. Clips as alike as these (both uniform noise) are the hard case.
     x = tf.constant(rng.random((1, 30, 256)), tf.float32)
-    s = tf.constant(rng.random((1, 40, 256)), tf.float32)
-    for frames in (None, 30):
-        exact = float(losses.style_loss(x, losses.StyleTarget(s, frames=frames)))
-        fast = losses.style_loss(x, losses.StyleTarget(s, frames=frames, matmul_dtype=tf.bfloat16))
-        assert fast.dtype == tf.float32
-        assert float(fast) == pytest.approx(exact, rel=0.05)
+    alike, unlike = rng.random((1, 40, 256)), rng.random((1, 40, 256)) ** 2
+    for style in (alike, unlike):
+        s = tf.constant(style, tf.float32)
+        for frames in (None, 30):
+            exact = float(losses.style_loss(x, losses.StyleTarget(s, frames=frames)))
+            fast = losses.style_loss(x, losses.StyleTarget(s, frames=frames, matmul_dtype=tf.bfloat16))
+            assert fast.dtype == tf.float32
+            if frames is None or style is unlike:
+                assert float(fast) == pytest.approx(exact, rel=0.05)
+            else:  # three terms of about 1 (in units of the normaliser), each within 2^-8
+                assert abs(float(fast) - exact) <= 3 * 2**-8
 
 
 @pytest.mark.parametrize("frames, window, count, length", [(20, 0, 1, 20), (20, 20, 1, 20), (20, 8, 3, 7),
@@ -121,7 +130,9 @@ def test_every_loss_has_a_nonzero_gradient(name, rng):
 def test_positions_only_form_keeps_a_tiny_loss(rng):
     """Near the style the positions-only form is a small difference of large terms: it must still be exact.
 
-    An optimiser's last iterations live there; a loss lost to rounding stalls L-BFGS's line search.
+    An optimiser's last iterations live there; a loss lost to rounding stalls L-BFGS's line search. The loss here
+    is 1e-7 of the normaliser: summed in float32 it would be off by about 100 %; what remains is the float32
+    matmuls' own rounding, which differs between TensorFlow's CPU kernels (2 % with oneDNN, 4 % with Eigen).
     """
     style = np.maximum(rng.standard_normal((1, 150, 2048)), 0).astype(np.float32)
     x = (style * (1 + 1e-3 * rng.standard_normal(style.shape))).astype(np.float32)
@@ -129,4 +140,4 @@ def test_positions_only_form_keeps_a_tiny_loss(rng):
     expected = np.sum((gram(x) - gram(style)) ** 2) / np.sum(gram(style) ** 2)
     target = losses.StyleTarget(style, frames=150)
     assert target.gram is None  # the positions-only form is the one under test
-    np.testing.assert_allclose(losses.style_loss(x, target), expected, rtol=0.02)
+    np.testing.assert_allclose(losses.style_loss(x, target), expected, rtol=0.1)

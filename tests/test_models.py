@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfstyle import configs, registry, spectral_ops, train_lib
+from tfstyle.models import conv_ae
 from conftest import SIGNAL, TINY, TINY_RATE as SAMPLE_RATE, chirp, harmonic_tone
 
 
@@ -107,6 +108,30 @@ def test_conv_ae_options_change_the_layers():
     dilated = registry.build_model("dilated_conv_ae", **SIGNAL, filters=(4, 4))
     assert dilated.encoder_blocks[0][0].dilation_rate == (2, 2) and dilated.strides == (1, 2)
     assert dataclasses.asdict(configs.DilatedConvAEConfig())["first_layer_dilation"] == 2
+
+
+def transposed_convolution_reference(x, kernel, dilation):
+    """A stride-1 "same" transposed convolution by its definition: each input pixel scatters kernel-weighted copies."""
+    (kh, kw, _, _), (dh, dw) = kernel.shape, dilation
+    batch, height, width, _ = x.shape
+    total_h, total_w = (kh - 1) * dh, (kw - 1) * dw
+    full = np.zeros((batch, height + total_h, width + total_w, kernel.shape[2]))
+    for a in range(kh):
+        for b in range(kw):
+            full[:, a * dh:a * dh + height, b * dw:b * dw + width] += x @ kernel[a, b].T
+    return full[:, total_h // 2:total_h // 2 + height, total_w // 2:total_w // 2 + width]
+
+
+@pytest.mark.parametrize("kernel_size, dilation", [((3, 3), (2, 2)), ((4, 5), (2, 3)), ((2, 2), (3, 1))])
+def test_the_dilated_decoder_layer_is_a_transposed_convolution(kernel_size, dilation, rng):
+    """deconv1 of dilated_conv_ae is computed as a plain convolution (TensorFlow's dilated Conv2DBackpropInput
+    exists only in its oneDNN path); it must be the transposed convolution its weights describe, on every CPU."""
+    layer = conv_ae._StrideOneTransposedConv(2, kernel_size, padding="same", dilation_rate=dilation)
+    x = rng.standard_normal((2, 9, 11, 3)).astype(np.float32)
+    layer.build(x.shape)
+    layer.bias.assign(rng.standard_normal(2))
+    expected = transposed_convolution_reference(x, layer.kernel.numpy(), dilation) + layer.bias.numpy()
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

@@ -13,6 +13,26 @@ from tfstyle import configs, registry
 from tfstyle.models.base import SpectrogramAutoencoder, pad_to_multiple, track_layers
 
 
+class _StrideOneTransposedConv(keras.layers.Conv2DTranspose):
+    """A stride-1 transposed convolution computed as the plain convolution it equals (the kernel flipped in space,
+    its channel axes swapped), with the same weights.
+
+    TensorFlow's CPU kernel for a dilated transposed convolution (Conv2DBackpropInput) exists only in its oneDNN
+    build path, which TF 2.17 turns on by itself on AVX-512 CPUs alone: elsewhere, and in a TF Serving binary
+    without oneDNN, the dilated decoder fails with "Current CPU implementations do not yet support dilation rates
+    larger than 1". A dilated Conv2D runs on every CPU, and so does its gradient.
+    """
+
+    def call(self, inputs):
+        kernel = tf.transpose(tf.reverse(self.kernel, [0, 1]), [0, 1, 3, 2])
+        # "same" for the transposed convolution is the mirror of "same" for the plain one: an odd pad total puts
+        # the extra row before, not after.
+        totals = [(size - 1) * dilation for size, dilation in zip(self.kernel_size, self.dilation_rate)]
+        inputs = tf.pad(inputs, [[0, 0], *[[total - total // 2, total // 2] for total in totals], [0, 0]])
+        outputs = tf.nn.convolution(inputs, kernel, strides=1, padding="VALID", dilations=self.dilation_rate)
+        return outputs + self.bias if self.use_bias else outputs
+
+
 def _activation(name: str):
     return keras.layers.LeakyReLU(negative_slope=0.2) if name == "leaky_relu" else keras.layers.ReLU()
 
@@ -48,8 +68,9 @@ class ConvAE(SpectrogramAutoencoder):
             self.decoder_blocks.append(self._block(
                 keras.layers.Conv2DTranspose(self.filters[i - 1], kernel_size, strides=self.strides[i],
                                              padding="same", name=f"deconv{i + 1}"), f"deconv{i + 1}"))
-        self.output_layer = keras.layers.Conv2DTranspose(1, kernel_size, strides=self.strides[0], padding="same",
-                                                         dilation_rate=first_layer_dilation, name="deconv1")
+        output_class = _StrideOneTransposedConv if first_layer_dilation > 1 else keras.layers.Conv2DTranspose
+        self.output_layer = output_class(1, kernel_size, strides=self.strides[0], padding="same",
+                                         dilation_rate=first_layer_dilation, name="deconv1")
         track_layers(self, encoder=self.encoder_blocks, decoder=self.decoder_blocks)
         self.reconstruct(tf.zeros([1, self.total_stride, self.bins]))  # create every weight up front
         self.built = True
