@@ -30,7 +30,8 @@ setuptools.setup(
         "beam": ["apache-beam[tfrecord]==2.77.0", "protobuf>=4.25,<5", "proto-plus>=1.26,<1.27",
                  "google-crc32c>=1.5,<2"],  # Beam's fast TFRecord checksums (its [tfrecord] extra brings crcmod)
         # tensorflow-serving-api: the PredictRequest protos TF Serving's clients send, to test our signatures with.
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "tensorflow-serving-api==2.17.1"],
+        # pytest-xdist: the suite on every core (most slow tests wait on one-threaded process start-up).
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7", "tensorflow-serving-api==2.17.1"],
     },
     entry_points={"console_scripts": ["tfstyle=tfstyle.cli:main"]},
 )
