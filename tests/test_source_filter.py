@@ -111,6 +111,79 @@ def test_conversion_moves_pitch_and_formant_and_keeps_timing_and_pauses():
     assert 0.8 < loudness < 1.25
 
 
+def played(notes, gains, *, seconds=0.9, noise=0.0, decay=0.0, seed=0):
+    """A tune on a synthetic instrument: `notes` (Hz) one after another, harmonic k at `gains[k - 1]`, each note
+    fading by `decay` per second, with white noise at `noise` of the tone's RMS."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    index = np.minimum((t / seconds * len(notes)).astype(int), len(notes) - 1)
+    pitch = np.asarray(notes)[index]
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    tone = sum(g * np.sin(k * phase) for k, g in enumerate(gains, 1) if k * pitch.max() < 0.45 * RATE)
+    tone = tone * np.exp(-decay * (t - index * seconds / len(notes)))
+    tone = tone + noise * np.sqrt(np.mean(tone ** 2)) * np.random.default_rng(seed).standard_normal(t.size)
+    return (0.3 * tone / np.abs(tone).max()).astype(np.float32)
+
+
+ODD_ONLY = [1.0 / k if k % 2 else 0.0 for k in range(1, 16)]  # a clarinet-like tone: no even harmonics
+EVERY = [1.0 / k for k in range(1, 16)]  # a bowed-string-like tone: all of them
+
+
+def test_an_instrument_conversion_keeps_the_notes_and_takes_the_style_harmonics():
+    settings = source_filter.settings_for(RATE, instrument=True)
+    notes = (330.0, 392.0, 440.0, 494.0)
+    content_wave = played(notes, EVERY)
+    style_wave = played((262.0, 294.0, 349.0, 523.0), ODD_ONLY)  # other notes: only the timbre is to move
+    waveform, conversion = source_filter.transfer(content_wave, style_wave, RATE, instrument=True)
+    assert conversion.instrument and waveform.shape == content_wave.shape and np.all(np.isfinite(waveform))
+
+    result, content = source_filter.analyse(waveform, settings), source_filter.analyse(content_wave, settings)
+    both = result.voiced & content.voiced
+    assert both.mean() > 0.8
+    assert np.median(np.abs(12 * np.log2(result.f0[both] / content.f0[both]))) < 0.1  # the notes, to 10 cents
+
+    def even_below_odd(analysis):  # how far (natural log) harmonics 2 and 4 sit below 1, 3 and 5
+        levels = source_filter.harmonic_levels(analysis, settings, harmonics=5)[analysis.voiced & both]
+        return np.median(levels[:, [0, 2, 4]].mean(1) - levels[:, [1, 3]].mean(1))
+
+    assert even_below_odd(content) < 1.5
+    assert even_below_odd(result) > 2.5  # the style's hollow timbre: even harmonics at least 10 dB down
+
+
+def test_an_instrument_conversion_carries_as_much_noise_as_the_style(rng):
+    settings = source_filter.settings_for(RATE, instrument=True)
+    content_wave = played((330.0, 392.0, 440.0, 494.0), EVERY)
+    depths = {}
+    for noise in (0.0, 0.3):
+        style_wave = played((262.0, 294.0, 349.0, 523.0), EVERY, noise=noise)
+        style = source_filter.analyse(style_wave, settings)
+        waveform, _ = source_filter.transfer(content_wave, style_wave, RATE, instrument=True)
+        result = source_filter.analyse(waveform, settings)
+        target = source_filter.between_harmonics_level(style.log_spectrum, style, settings)
+        depths[noise] = source_filter.between_harmonics_level(result.log_spectrum, result, settings)
+        low = slice(0, settings.fft_length // 4)  # below a quarter of the rate: where the harmonics are
+        assert np.median(np.abs(depths[noise][low] - target[low])) < 0.7, noise  # within about 6 dB
+    assert np.median(depths[0.3] - depths[0.0]) > 1.0  # a noisy style gives a noisier result
+
+
+def test_an_instrument_conversion_keeps_the_style_noise_below_the_fundamental(rng):
+    # A thump under each note (a hammer, a pluck's body) lies below the fundamental, out of reach of the harmonics.
+    content_wave = played((330.0, 392.0, 440.0, 494.0), EVERY)
+    clean = played((262.0, 294.0, 349.0, 523.0), EVERY)
+    spectrum = np.fft.rfft(rng.standard_normal(clean.size))
+    spectrum[np.fft.rfftfreq(clean.size, 1 / RATE) > 120.0] = 0.0
+    thump = np.fft.irfft(spectrum, clean.size)
+    thumped = (clean + 0.3 * np.sqrt(np.mean(clean ** 2)) * thump / np.sqrt(np.mean(thump ** 2))).astype(np.float32)
+
+    def share_below_120_hz(waveform):
+        power = np.abs(np.fft.rfft(waveform)) ** 2
+        return power[np.fft.rfftfreq(waveform.size, 1 / RATE) < 120.0].sum() / power.sum()
+
+    plain, _ = source_filter.transfer(content_wave, clean, RATE, instrument=True)
+    low, _ = source_filter.transfer(content_wave, thumped, RATE, instrument=True)
+    assert share_below_120_hz(low) > 10 * share_below_120_hz(plain)
+    assert share_below_120_hz(low) > 0.1 * share_below_120_hz(thumped)
+
+
 def test_an_unvoiced_clip_converts_without_pitch(rng):
     noise = (0.1 * rng.standard_normal(RATE // 2)).astype(np.float32)
     waveform, conversion = source_filter.transfer(noise, voice(), RATE)
@@ -172,6 +245,32 @@ def test_cli_shipped_speech_example_takes_the_source_filter_and_music_the_gram(t
     music = [audio_io.load_audio(f"{examples}/music/{name}.wav") for name in ("content_violin_m06",
                                                                               "style_piano_m02")]
     assert not any(source_filter.sounds_like_speech(waveform, rate) for waveform, rate in music)
+
+
+@pytest.mark.slow
+def test_cli_source_filter_on_a_melody_converts_the_instrument(tmp_path):
+    import soundfile
+
+    content, style = str(tmp_path / "content.wav"), str(tmp_path / "style.wav")
+    soundfile.write(content, played((330.0, 392.0, 440.0, 494.0), EVERY), RATE, subtype="PCM_16")
+    soundfile.write(style, played((262.0, 294.0, 349.0, 523.0), ODD_ONLY), RATE, subtype="PCM_16")
+    output = tmp_path / "out.wav"
+    completed = run_transfer(f"--content={content}", f"--style={style}", f"--output={output}",
+                             "--method=source_filter")
+    assert completed.returncode == 0, completed.stderr
+    assert "conversion of a melody" in completed.stderr
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["method"] == "source_filter" and report["source_filter"]["instrument"] is True
+    # The notes stay the content's (a voice conversion would move them to the style's range).
+    assert report["source_filter"]["result_median_f0"] == pytest.approx(
+        report["source_filter"]["content_median_f0"])
+    assert abs(report["source_filter"]["content_median_f0"] - 416.0) < 40.0
+
+    # Left to auto, a melody still takes the Gram optimisation.
+    completed = run_transfer(f"--content={content}", f"--style={style}", f"--output={output}", "--steps=2",
+                             "--griffin_lim_iters=2")
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["method"] == "gram"
 
 
 def test_a_long_clip_goes_in_pieces_cut_in_its_pauses():

@@ -280,10 +280,16 @@ def transfer_file(content_path: str, style_path: str, output_path: str, *, resol
     method = choose_method(config.method, spec, content_wave, style_wave, working_rate, model_asked=model_asked)
     conversion = None
     if method == "source_filter":
-        log("source-filter conversion: pitch range, vocal-tract length and spectral envelope moved to the style's"
-            + (" (both clips sound like speech; --method=gram for the Gram optimisation)"
-               if config.method == "auto" else ""))
-        waveform, conversion = source_filter.transfer(content_wave, style_wave, working_rate, seed=config.seed)
+        instrument = not source_filter.sounds_like_speech(content_wave, working_rate)
+        if instrument:
+            log("source-filter conversion of a melody: the notes kept, each note's harmonics and noise as the style's"
+                " instrument plays that pitch")
+        else:
+            log("source-filter conversion: pitch range, vocal-tract length and spectral envelope moved to the style's"
+                + (" (both clips sound like speech; --method=gram for the Gram optimisation)"
+                   if config.method == "auto" else ""))
+        waveform, conversion = source_filter.transfer(content_wave, style_wave, working_rate, seed=config.seed,
+                                                      instrument=instrument)
         settings = {"method": method, "seed": config.seed}
         result = transfer_lib.AudioTransferResult(
             waveform=waveform, history=[{}], output_losses={}, precision="float32", chunks=1,
