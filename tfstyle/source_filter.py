@@ -295,16 +295,20 @@ def convert(content: Analysis, style: Analysis, settings: Settings, *, seed: int
         envelope = match_envelope_statistics(envelope, content.voiced == voiced, style.log_envelope,
                                              style.voiced == voiced)
     waveform = synthesise(f0, content.voiced, envelope, settings, length=content.length, seed=seed)
-    median = lambda values, mask: float(np.median(values[mask])) if mask.any() else 0.0  # noqa: E731
-    return waveform, Conversion(vocal_tract_factor=factor, content_median_f0=median(content.f0, content.voiced),
-                                style_median_f0=median(style.f0, style.voiced),
-                                result_median_f0=median(f0, content.voiced))
+    return waveform, Conversion(vocal_tract_factor=factor, content_median_f0=_median(content.f0, content.voiced),
+                                style_median_f0=_median(style.f0, style.voiced),
+                                result_median_f0=_median(f0, content.voiced))
 
 
-def harmonic_levels(analysis: Analysis, settings: Settings, harmonics: int = INSTRUMENT_HARMONICS) -> np.ndarray:
-    """Natural-log level of harmonics 1..`harmonics` in each voiced frame, [frames, harmonics]: the highest bin
-    within one of k * f0 (a peak falls between bins). NaN where unvoiced and above 0.95 of the Nyquist frequency."""
-    spectrum = analysis.log_spectrum.numpy()
+def _median(f0: np.ndarray, voiced: np.ndarray) -> float:
+    return float(np.median(f0[voiced])) if voiced.any() else 0.0
+
+
+def harmonic_levels(spectrum: np.ndarray, analysis: Analysis, settings: Settings,
+                    harmonics: int = INSTRUMENT_HARMONICS) -> np.ndarray:
+    """Natural-log level of harmonics 1..`harmonics` in each voiced frame of a log |STFT| `spectrum` [frames, bins]
+    at `analysis`'s pitch, [frames, harmonics]: the highest bin within one of k * f0 (a peak falls between bins).
+    NaN where unvoiced and above 0.95 of the Nyquist frequency."""
     frames, bins = spectrum.shape
     frequency = np.nan_to_num(analysis.f0[:frames])[:, None] * np.arange(1, harmonics + 1)
     centre = np.rint(frequency * settings.fft_length / settings.sample_rate).astype(np.int64)
@@ -327,7 +331,8 @@ def instrument_levels(content: Analysis, style: Analysis, settings: Settings, *,
     nearest to it in pitch and in time since their note began (`_note_position`, L1), and keeps its own strongest
     harmonic's level. An instrument's timbre changes with register and over a note (a piano's brightness decays),
     which one average over the style clip would lose; the notes themselves (f0) are the content's."""
-    ours, theirs = harmonic_levels(content, settings), harmonic_levels(style, settings)
+    ours = harmonic_levels(content.log_spectrum.numpy(), content, settings)
+    theirs = harmonic_levels(style.log_spectrum.numpy(), style, settings)
     keys = np.flatnonzero(style.voiced & np.isfinite(theirs).any(axis=1))
     rows = np.flatnonzero(content.voiced & np.isfinite(ours).any(axis=1))
     if keys.size < neighbours or rows.size == 0:
@@ -379,7 +384,7 @@ def between_harmonics_level(log_spectrum: tf.Tensor, analysis: Analysis, setting
     median over frames taken per cell (attacks and note changes are outliers), and the cells interpolated."""
     spectrum = log_spectrum.numpy()[:len(analysis.f0)]
     frames, bins = spectrum.shape
-    levels = harmonic_levels(dataclasses.replace(analysis, log_spectrum=tf.constant(spectrum)), settings)
+    levels = harmonic_levels(spectrum, analysis, settings)
     # Below the fundamental counts too, against the first harmonic: a hammer's thump or a bow's rasp lies there.
     multiples = np.concatenate([[0.25, 0.5], np.arange(1, levels.shape[1]) + 0.5])
     around = np.concatenate([levels[:, :1], levels[:, :1], 0.5 * (levels[:, :-1] + levels[:, 1:])], axis=1)
@@ -404,16 +409,17 @@ def between_harmonics_level(log_spectrum: tf.Tensor, analysis: Analysis, setting
     return _smooth_along_bins(tf.constant(np.interp(np.arange(bins), centres, median), tf.float32), 15).numpy()
 
 
-def fit_voiced_noise(f0: np.ndarray, voiced: np.ndarray, log_envelope: tf.Tensor, target: np.ndarray,
-                     analysis: Analysis, settings: Settings, *, length: int, seed: int = 0,
-                     rounds: int = 2) -> np.ndarray:
-    """The noise share [bins] in voiced frames (see `synthesise`) under which the synthesis lies as far below its
+def fit_voiced_noise(analysis: Analysis, log_envelope: tf.Tensor, target: np.ndarray, settings: Settings, *,
+                     seed: int = 0, rounds: int = 2) -> np.ndarray:
+    """The noise share [bins] in voiced frames (see `synthesise`) under which a synthesis of `analysis`'s pitch and
+    voicing through `log_envelope` lies as far below its
     harmonics midway between them as `target` says (`between_harmonics_level` of the style): synthesise, measure,
     scale the share by the shortfall, `rounds` times (the measure is nearly proportional to the share's log, so
     two rounds land within about 0.1 of the target)."""
     share = np.full(int(log_envelope.shape[1]), 0.03)
     for _ in range(rounds):
-        waveform = synthesise(f0, voiced, log_envelope, settings, length=length, seed=seed, voiced_noise=share)
+        waveform = synthesise(analysis.f0, analysis.voiced, log_envelope, settings, length=analysis.length,
+                              seed=seed, voiced_noise=share)
         spectrum = tf.math.log(tf.abs(spectral_ops.stft(waveform, **settings.stft)) + 1e-7)
         share = np.clip(share * np.exp(target - between_harmonics_level(spectrum, analysis, settings)), 1e-3, 1.0)
     return share
@@ -426,14 +432,13 @@ def convert_instrument(content: Analysis, style: Analysis, settings: Settings, *
     between the harmonics as the style has (`fit_voiced_noise`)."""
     envelope = envelope_through_levels(instrument_levels(content, style, settings), content, settings)
     target = between_harmonics_level(style.log_spectrum, style, settings)
-    noise = fit_voiced_noise(content.f0, content.voiced, envelope, target, content, settings,
-                             length=content.length, seed=seed)
+    noise = fit_voiced_noise(content, envelope, target, settings, seed=seed)
     waveform = synthesise(content.f0, content.voiced, envelope, settings, length=content.length, seed=seed,
                           voiced_noise=noise)
-    median = float(np.median(content.f0[content.voiced])) if content.voiced.any() else 0.0
+    median = _median(content.f0, content.voiced)
     return waveform, Conversion(vocal_tract_factor=1.0, content_median_f0=median,
-                                style_median_f0=float(np.median(style.f0[style.voiced])) if style.voiced.any() else 0.0,
-                                result_median_f0=median, instrument=True)
+                                style_median_f0=_median(style.f0, style.voiced), result_median_f0=median,
+                                instrument=True)
 
 
 def synthesise(f0: np.ndarray, voiced: np.ndarray, log_envelope: tf.Tensor, settings: Settings, *, length: int,
